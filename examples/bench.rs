@@ -1,0 +1,196 @@
+//! `make bench`: measures bramble and prints figures with their method.
+//! Asserts nothing: these machines are noisy, so figures are medians and
+//! percentiles over repeated runs. Run with the release binary built
+//! (`make bench` does that).
+//!
+//! BENCH_IDLE_SECS (default 60) sets how long idle writes are sampled.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/bramble")
+}
+
+struct Daemon {
+    child: Child,
+    dir: PathBuf,
+    url: String,
+    token: String,
+    agent: ureq::Agent,
+}
+
+impl Daemon {
+    fn start(tag: &str) -> (Daemon, Duration) {
+        let dir = std::env::temp_dir().join(format!("bramble-bench-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url = format!("https://127.0.0.1:{port}");
+        let t0 = Instant::now();
+        let child = Command::new(bin())
+            .args(["server", "--data-dir"])
+            .arg(dir.join("data"))
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--node-name", "bench"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("target/release/bramble exists (run `make bench`)");
+        // The CA appears first; then poll /readyz as tightly as we can.
+        let ca = dir.join("data/tls/ca.crt");
+        let agent = loop {
+            if let Ok(pem) = std::fs::read(&ca) {
+                if let Ok(cert) = ureq::tls::Certificate::from_pem(&pem) {
+                    break agent_for(cert.to_owned());
+                }
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        };
+        loop {
+            if agent.get(format!("{url}/readyz")).call().is_ok_and(|r| r.status() == 200) {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(500));
+            assert!(t0.elapsed() < Duration::from_secs(20), "server did not become ready");
+        }
+        let ready = t0.elapsed();
+        let token = std::fs::read_to_string(dir.join("data/tls/token")).unwrap().trim().to_string();
+        (Daemon { child, dir, url, token, agent }, ready)
+    }
+
+    fn get(&self, path: &str, accept: &str) -> usize {
+        let mut r = self
+            .agent
+            .get(format!("{}{path}", self.url))
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .header("Accept", accept)
+            .call()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.body_mut().read_to_vec().unwrap().len()
+    }
+
+    fn create_pod(agent: &ureq::Agent, url: &str, token: &str, name: &str) {
+        let body = format!(
+            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}","labels":{{"app":"bench"}}}},"spec":{{"containers":[{{"name":"c","image":"busybox:1.36"}}]}}}}"#
+        );
+        let r = agent
+            .post(format!("{url}/api/v1/namespaces/default/pods"))
+            .header("Authorization", &format!("Bearer {token}"))
+            .header("Content-Type", "application/json")
+            .send(body.as_bytes())
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn agent_for(cert: ureq::tls::Certificate<'static>) -> ureq::Agent {
+    let tls = ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::new_with_certs(&[cert])).build();
+    ureq::Agent::config_builder().tls_config(tls).http_status_as_error(false).build().into()
+}
+
+fn proc_field(pid: u32, file: &str, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim_start_matches(':').split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn api() {
+    println!("## API server (release build, HTTPS on loopback)\n");
+    let mut readies = Vec::new();
+    for i in 0..5 {
+        let (d, ready) = Daemon::start(&format!("ready{i}"));
+        readies.push(ready);
+        drop(d);
+    }
+    readies.sort();
+    println!("- start to /readyz answering (fresh data dir, includes CA and key generation), median of 5: {}", ms(percentile(&readies, 0.5)));
+
+    let (d, _) = Daemon::start("api");
+    std::thread::sleep(Duration::from_secs(2));
+    println!("- idle RSS after start: {:.1} MiB", proc_field(d.pid(), "status", "VmRSS") as f64 / 1024.0);
+
+    let n = 1000;
+    let t = Instant::now();
+    for i in 0..n {
+        Daemon::create_pod(&d.agent, &d.url, &d.token, &format!("seq-{i}"));
+    }
+    let seq = t.elapsed();
+    println!("- durable creates, 1 client, {n} pods: {:.0} creates/s", n as f64 / seq.as_secs_f64());
+
+    let clients = 8;
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for c in 0..clients {
+            let (agent, url, token) = (d.agent.clone(), d.url.clone(), d.token.clone());
+            s.spawn(move || {
+                for i in 0..n / clients {
+                    Daemon::create_pod(&agent, &url, &token, &format!("par-{c}-{i}"));
+                }
+            });
+        }
+    });
+    let par = t.elapsed();
+    println!("- durable creates, {clients} concurrent clients, {n} pods: {:.0} creates/s", n as f64 / par.as_secs_f64());
+
+    // Lists of exactly 1,000 pods: select the sequential ones by name prefix is
+    // not possible with selectors, so list a namespace holding 1,000.
+    for (what, accept) in [
+        ("JSON", "application/json"),
+        ("Table", "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"),
+    ] {
+        let mut times = Vec::new();
+        let mut bytes = 0;
+        for _ in 0..50 {
+            let t = Instant::now();
+            bytes = d.get("/api/v1/namespaces/default/pods?limit=1000", accept);
+            times.push(t.elapsed());
+        }
+        times.sort();
+        println!(
+            "- GET 1,000 pods as {what} ({} KiB), 50 requests: p50 {}, p99 {}",
+            bytes / 1024,
+            ms(percentile(&times, 0.5)),
+            ms(percentile(&times, 0.99))
+        );
+    }
+    println!("- RSS with {} pods stored: {:.1} MiB", 2 * n, proc_field(d.pid(), "status", "VmRSS") as f64 / 1024.0);
+
+    let idle: u64 = std::env::var("BENCH_IDLE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    std::thread::sleep(Duration::from_secs(2));
+    let before = proc_field(d.pid(), "io", "write_bytes");
+    std::thread::sleep(Duration::from_secs(idle));
+    let after = proc_field(d.pid(), "io", "write_bytes");
+    println!("- bytes written to storage while idle for {idle} s (/proc/PID/io write_bytes): {}", after - before);
+    println!();
+}
+
+fn main() {
+    println!("# bramble benchmark\n");
+    println!("machine: {} cores, kernel {}\n", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim());
+    api();
+}

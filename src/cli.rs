@@ -1,0 +1,110 @@
+//! The command line: `bramble <command> [flags]`.
+
+use lexopt::prelude::*;
+use std::path::PathBuf;
+
+use crate::{node, pki, server};
+
+const USAGE: &str = "bramble: a Kubernetes-style orchestrator for small boards
+
+usage:
+  bramble server [--data-dir DIR] [--listen ADDR:PORT] [--node-name NAME]
+                 [--tls-san NAME]... [--service-cidr CIDR]
+  bramble kubeconfig [--data-dir DIR] [--server URL]
+  bramble version
+
+defaults: --data-dir /var/lib/bramble, --listen 0.0.0.0:6443,
+          --node-name the hostname, --service-cidr 10.43.0.0/16
+logging: RUST_LOG=debug|info|warn|error (default info)";
+
+const DEFAULT_DATA_DIR: &str = "/var/lib/bramble";
+
+type Error = Box<dyn std::error::Error>;
+
+/// Runs the command line; the error is printed by `main`.
+pub fn main() -> Result<(), Error> {
+    let mut p = lexopt::Parser::from_env();
+    let cmd = match p.next()? {
+        Some(Value(v)) => v.string()?,
+        Some(Long("help") | Short('h')) | None => {
+            println!("{USAGE}");
+            return Ok(());
+        }
+        Some(Long("version")) => "version".into(),
+        Some(other) => return Err(other.unexpected().into()),
+    };
+    match cmd.as_str() {
+        "server" => server_cmd(p),
+        "kubeconfig" => kubeconfig_cmd(p),
+        "version" => {
+            println!(
+                "bramble {} (git {}, kubernetes API v1.{})",
+                env!("CARGO_PKG_VERSION"),
+                option_env!("BRAMBLE_GIT_REVISION").unwrap_or("unknown"),
+                crate::api::discovery::KUBE_MINOR
+            );
+            Ok(())
+        }
+        "help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => Err(format!("unknown command {other:?}; see `bramble --help`").into()),
+    }
+}
+
+fn server_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
+    let mut cfg = server::Config {
+        data_dir: DEFAULT_DATA_DIR.into(),
+        listen: "0.0.0.0:6443".parse()?,
+        node_name: node::hostname(),
+        tls_sans: Vec::new(),
+        service_cidr: "10.43.0.0/16".parse()?,
+        max_pods: 110,
+        reserved_memory: 0,
+    };
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("data-dir") => cfg.data_dir = p.value()?.into(),
+            Long("listen") => {
+                let v = p.value()?.string()?;
+                cfg.listen = v.parse().map_err(|_| format!("--listen {v:?}: want ADDR:PORT, e.g. 0.0.0.0:6443"))?;
+            }
+            Long("node-name") => cfg.node_name = p.value()?.string()?.to_lowercase(),
+            Long("tls-san") => cfg.tls_sans.push(p.value()?.string()?),
+            Long("service-cidr") => {
+                cfg.service_cidr = p.value()?.string()?.parse().map_err(|e: String| format!("--service-cidr: {e}"))?
+            }
+            Long("help") | Short('h') => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    server::run(cfg)?;
+    Ok(())
+}
+
+fn kubeconfig_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
+    let mut data_dir: PathBuf = DEFAULT_DATA_DIR.into();
+    let mut server_url = "https://127.0.0.1:6443".to_string();
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("data-dir") => data_dir = p.value()?.into(),
+            Long("server") => server_url = p.value()?.string()?,
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    if !data_dir.join("tls").join("ca.crt").exists() {
+        return Err(format!(
+            "{} has no cluster credentials yet; start `bramble server --data-dir {}` once first",
+            data_dir.display(),
+            data_dir.display()
+        )
+        .into());
+    }
+    let creds = pki::ensure(&data_dir)?;
+    print!("{}", pki::kubeconfig(&creds, &server_url));
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! bramble: a Kubernetes-style orchestrator for small boards. See
+//! ARCHITECTURE.md for the map.
+
+pub mod api;
+pub mod cli;
+pub mod model;
+pub mod net;
+pub mod node;
+pub mod pki;
+pub mod scheduler;
+pub mod server;
+pub mod store;

@@ -1,0 +1,170 @@
+//! This board as a Node object: identity, capacity and addresses read from
+//! the machine.
+
+use serde_json::{Value, json};
+use std::net::IpAddr;
+
+/// The architecture as Kubernetes (Go) names it.
+pub fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        "x86" => "386",
+        other => other,
+    }
+}
+
+/// This machine's hostname, lower-cased as Kubernetes node names are.
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+        .to_lowercase()
+}
+
+/// Non-loopback addresses of the machine, IPv4 first.
+pub fn addresses() -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = nix::ifaddrs::getifaddrs()
+        .map(|it| {
+            it.filter_map(|a| {
+                let addr = a.address?;
+                if let Some(v4) = addr.as_sockaddr_in() {
+                    Some(IpAddr::V4(v4.ip()))
+                } else {
+                    addr.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+                }
+            })
+            .filter(|ip| !ip.is_loopback() && !matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80))
+            .collect()
+        })
+        .unwrap_or_default();
+    out.sort_by_key(|ip| ip.is_ipv6());
+    out.dedup();
+    out
+}
+
+fn meminfo_bytes(field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+}
+
+fn os_image() -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string()))
+        })
+        .unwrap_or_else(|| "Linux".into())
+}
+
+fn kernel_version() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn disk_bytes(path: &std::path::Path) -> u64 {
+    nix::sys::statvfs::statvfs(path)
+        .map(|s| s.blocks() as u64 * s.fragment_size() as u64)
+        .unwrap_or(0)
+}
+
+/// What the node reports about itself.
+pub struct Facts {
+    pub name: String,
+    pub data_dir: std::path::PathBuf,
+    pub max_pods: u32,
+    pub reserved_memory: u64,
+}
+
+/// The Node object for this board, Ready.
+pub fn node_object(f: &Facts) -> Value {
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let memory = meminfo_bytes("MemTotal").unwrap_or(0);
+    let storage = disk_bytes(&f.data_dir);
+    let now = crate::model::now();
+    let mut addresses: Vec<Value> = addresses()
+        .iter()
+        .take(1)
+        .map(|ip| json!({"type": "InternalIP", "address": ip.to_string()}))
+        .collect();
+    addresses.push(json!({"type": "Hostname", "address": f.name}));
+    let condition = |t: &str, status: &str, reason: &str, message: &str| {
+        json!({"type": t, "status": status, "reason": reason, "message": message,
+               "lastHeartbeatTime": now, "lastTransitionTime": now})
+    };
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": f.name,
+            "labels": {
+                "kubernetes.io/arch": go_arch(),
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/hostname": f.name,
+                "beta.kubernetes.io/arch": go_arch(),
+                "beta.kubernetes.io/os": "linux",
+            },
+        },
+        "spec": {},
+        "status": {
+            "capacity": {
+                "cpu": cpus.to_string(),
+                "memory": format!("{}Ki", memory / 1024),
+                "pods": f.max_pods.to_string(),
+                "ephemeral-storage": format!("{}Ki", storage / 1024),
+            },
+            "allocatable": {
+                "cpu": cpus.to_string(),
+                "memory": format!("{}Ki", memory.saturating_sub(f.reserved_memory) / 1024),
+                "pods": f.max_pods.to_string(),
+                "ephemeral-storage": format!("{}Ki", storage / 1024),
+            },
+            "conditions": [
+                condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+                condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+                condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+            ],
+            "addresses": addresses,
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+            "nodeInfo": {
+                "machineID": std::fs::read_to_string("/etc/machine-id").unwrap_or_default().trim(),
+                "systemUUID": "",
+                "bootID": std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim(),
+                "kernelVersion": kernel_version(),
+                "osImage": os_image(),
+                "containerRuntimeVersion": "libcontainer://0.7",
+                "kubeletVersion": format!("v1.{}.0-bramble", crate::api::discovery::KUBE_MINOR),
+                "kubeProxyVersion": "",
+                "operatingSystem": "linux",
+                "architecture": go_arch(),
+            },
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_reports_machine_capacity_and_labels() {
+        let f = Facts { name: "board-1".into(), data_dir: "/".into(), max_pods: 42, reserved_memory: 1 << 20 };
+        let n = node_object(&f);
+        assert_eq!(n["metadata"]["labels"]["kubernetes.io/hostname"], "board-1");
+        assert_eq!(n["metadata"]["labels"]["kubernetes.io/arch"], go_arch());
+        assert_eq!(n["status"]["capacity"]["pods"], "42");
+        let cap: u64 = n["status"]["capacity"]["memory"].as_str().unwrap().trim_end_matches("Ki").parse().unwrap();
+        let alloc: u64 = n["status"]["allocatable"]["memory"].as_str().unwrap().trim_end_matches("Ki").parse().unwrap();
+        assert!(cap > 0);
+        assert_eq!(cap - alloc, 1024);
+        assert_eq!(n["status"]["nodeInfo"]["operatingSystem"], "linux");
+    }
+}

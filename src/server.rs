@@ -1,0 +1,224 @@
+//! `bramble server`: the control-plane board. Opens the store, starts the API
+//! and runs every loop on one single-threaded executor until SIGTERM/SIGINT.
+
+use async_executor::LocalExecutor;
+use serde_json::Value;
+use std::fs::{self, File};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Instant;
+
+use crate::api::{self, http};
+use crate::model::{self, res};
+use crate::store::{Store, StoreError};
+use crate::{net, node, pki};
+
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub node_name: String,
+    pub tls_sans: Vec<String>,
+    pub service_cidr: net::Cidr,
+    pub max_pods: u32,
+    pub reserved_memory: u64,
+}
+
+#[derive(Debug)]
+pub enum ServerError {
+    DataDir { path: PathBuf, source: std::io::Error },
+    Locked { path: PathBuf, holder: String },
+    Store(StoreError),
+    Pki(pki::PkiError),
+    Listen(String),
+    Signals(std::io::Error),
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerError::DataDir { path, source } => write!(f, "data directory {}: {source}", path.display()),
+            ServerError::Locked { path, holder } => write!(
+                f,
+                "another bramble is already using this data directory ({holder} holds the lock {}); stop it first or pass another --data-dir",
+                path.display()
+            ),
+            ServerError::Store(e) => write!(f, "{e}"),
+            ServerError::Pki(e) => write!(f, "{e}"),
+            ServerError::Listen(e) => write!(f, "{e}"),
+            ServerError::Signals(e) => write!(f, "installing signal handlers: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+impl From<StoreError> for ServerError {
+    fn from(e: StoreError) -> Self {
+        ServerError::Store(e)
+    }
+}
+
+impl From<pki::PkiError> for ServerError {
+    fn from(e: pki::PkiError) -> Self {
+        ServerError::Pki(e)
+    }
+}
+
+/// Holds DATA_DIR/bramble.lock for the life of the process: the kernel drops
+/// the lock when the process dies, so a crash never leaves it stale.
+pub fn lock_data_dir(data_dir: &Path) -> Result<File, ServerError> {
+    let path = data_dir.join("bramble.lock");
+    let err = |source| ServerError::DataDir { path: path.clone(), source };
+    let mut f = fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(err)?;
+    match f.try_lock() {
+        Ok(()) => {
+            use std::io::{Seek, Write};
+            f.set_len(0).map_err(err)?;
+            f.seek(std::io::SeekFrom::Start(0)).map_err(err)?;
+            write!(f, "{}", std::process::id()).map_err(err)?;
+            Ok(f)
+        }
+        Err(fs::TryLockError::WouldBlock) => {
+            let pid = fs::read_to_string(&path).unwrap_or_default();
+            Err(ServerError::Locked { path, holder: format!("process {}", pid.trim()) })
+        }
+        Err(fs::TryLockError::Error(e)) => Err(err(e)),
+    }
+}
+
+pub fn run(cfg: Config) -> Result<(), ServerError> {
+    let started = Instant::now();
+    fs::create_dir_all(&cfg.data_dir).map_err(|source| ServerError::DataDir { path: cfg.data_dir.clone(), source })?;
+    let _lock = lock_data_dir(&cfg.data_dir)?;
+    let creds = pki::ensure(&cfg.data_dir)?;
+    let mut names = vec![node::hostname(), cfg.node_name.clone(), "localhost".into(), "127.0.0.1".into()];
+    names.extend(node::addresses().iter().map(|a| a.to_string()));
+    names.extend(cfg.tls_sans.iter().cloned());
+    if !cfg.listen.ip().is_unspecified() {
+        names.push(cfg.listen.ip().to_string());
+    }
+    names.sort();
+    names.dedup();
+    let serving = pki::serving_cert(&cfg.data_dir, &names)?;
+    let store = Store::open(&cfg.data_dir)?;
+    let ex = Rc::new(LocalExecutor::new());
+    let ctx = Rc::new(api::Ctx {
+        store: store.clone(),
+        ex: ex.clone(),
+        ready: false.into(),
+        service_cidr: cfg.service_cidr,
+    });
+    let mut signals = async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
+        .map_err(ServerError::Signals)?;
+
+    smol::block_on(ex.run(async {
+        ex.spawn({
+            let store = store.clone();
+            async move { store.run_flusher().await }
+        })
+        .detach();
+        first_start(&store)?;
+        register_node(&store, &cfg)?;
+        let (calls_tx, calls_rx) = smol::channel::bounded(64);
+        let listener = http::Listener::start(
+            cfg.listen,
+            http::TlsConfig { cert_pem: serving.cert_pem.into_bytes(), key_pem: serving.key_pem.into_bytes() },
+            creds.token.clone(),
+            calls_tx,
+        )
+        .map_err(ServerError::Listen)?;
+        ex.spawn(api::serve(ctx.clone(), calls_rx)).detach();
+        store.durable(store.resource_version()).await;
+        ctx.ready.set(true);
+        notify_systemd(&ex);
+        log::info!(
+            "bramble server ready on https://{} (node {}, data {}) in {:?}",
+            listener.addr,
+            cfg.node_name,
+            cfg.data_dir.display(),
+            started.elapsed()
+        );
+
+        use smol::stream::StreamExt;
+        if let Some(Ok(sig)) = signals.next().await {
+            log::info!("{sig:?} received: shutting down");
+        }
+        ctx.ready.set(false);
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        store.close_watches();
+        // Joining the HTTP threads blocks; the executor keeps answering the
+        // requests they are still waiting on meanwhile.
+        smol::unblock(move || listener.stop()).await;
+        store.durable(store.resource_version()).await;
+        log::info!("bramble server stopped");
+        Ok(())
+    }))
+}
+
+/// The namespaces every cluster has.
+fn first_start(store: &Store) -> Result<(), StoreError> {
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        if store.get(res("Namespace"), "", ns).is_none() {
+            let mut v = serde_json::json!({"metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}});
+            model::defaults::apply_defaults("Namespace", &mut v);
+            v["status"] = serde_json::json!({"phase": "Active"});
+            store.create(res("Namespace"), v)?;
+        }
+    }
+    Ok(())
+}
+
+/// Registers this board as a Node, or refreshes what it reports about itself
+/// while keeping what users set (labels, taints, unschedulable).
+fn register_node(store: &Store, cfg: &Config) -> Result<(), StoreError> {
+    let facts = node::Facts {
+        name: cfg.node_name.clone(),
+        data_dir: cfg.data_dir.clone(),
+        max_pods: cfg.max_pods,
+        reserved_memory: cfg.reserved_memory,
+    };
+    let mut fresh = node::node_object(&facts);
+    let nodes = res("Node");
+    let Some(old) = store.get(nodes, "", &cfg.node_name) else {
+        store.create(nodes, fresh)?;
+        return Ok(());
+    };
+    let mut v = old.value();
+    if let (Some(labels), Some(new)) = (v.pointer_mut("/metadata/labels").and_then(Value::as_object_mut), fresh.pointer("/metadata/labels").and_then(Value::as_object)) {
+        labels.extend(new.clone());
+    }
+    // Keep condition timestamps when nothing changed, so a restart writes
+    // nothing it need not.
+    if let Some(old_conds) = v.pointer("/status/conditions").cloned() {
+        let same = |a: &Value, b: &Value| a["type"] == b["type"] && a["status"] == b["status"] && a["reason"] == b["reason"];
+        if let Some(conds) = fresh.pointer_mut("/status/conditions").and_then(Value::as_array_mut) {
+            for c in conds.iter_mut() {
+                if let Some(o) = old_conds.as_array().and_then(|a| a.iter().find(|o| same(o, c))) {
+                    *c = o.clone();
+                }
+            }
+        }
+    }
+    v["status"] = fresh["status"].take();
+    store.update(nodes, v)?;
+    Ok(())
+}
+
+/// Tells systemd (Type=notify) that we are up, and feeds its watchdog from a
+/// task on the executor itself, so a wedged executor gets the daemon restarted.
+/// Without NOTIFY_SOCKET both are no-ops.
+pub fn notify_systemd(ex: &LocalExecutor<'static>) {
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        log::warn!("telling systemd we are ready: {e}");
+    }
+    if let Some(period) = sd_notify::watchdog_enabled() {
+        ex.spawn(async move {
+            loop {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                smol::Timer::after(period / 2).await;
+            }
+        })
+        .detach();
+    }
+}

@@ -1,0 +1,5 @@
+//! One integration-test binary (fast to link); a module per story.
+
+mod api;
+mod kubectl;
+mod support;

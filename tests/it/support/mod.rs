@@ -1,0 +1,276 @@
+//! Test support: a real `bramble server` on a loopback port, the real
+//! kubectl and curl against it.
+
+use serde_json::Value;
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// True when a prerequisite is missing and the test should be skipped. In CI
+/// (CI=true) a missing prerequisite fails the test instead.
+pub fn missing(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if found {
+        return false;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{tool} is required for this test but is not installed (run .ci/run to install it)");
+    }
+    eprintln!("skipping: {tool} is not installed");
+    true
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A fresh directory under the target dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("{name}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn bramble() -> &'static str {
+    env!("CARGO_BIN_EXE_bramble")
+}
+
+pub struct Server {
+    pub dir: TempDir,
+    pub port: u16,
+    child: Option<Child>,
+    pub kubeconfig: PathBuf,
+    cache: PathBuf,
+    pub token: String,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Server {
+        let dir = TempDir::new("server");
+        let port = free_port();
+        let mut s = Server {
+            kubeconfig: dir.0.join("kubeconfig"),
+            cache: dir.0.join("kube-cache"),
+            dir,
+            port,
+            child: None,
+            token: String::new(),
+        };
+        s.spawn(extra);
+        let kc = Command::new(bramble())
+            .args(["kubeconfig", "--data-dir"])
+            .arg(s.data_dir())
+            .args(["--server", &s.url()])
+            .output()
+            .unwrap();
+        assert!(kc.status.success(), "bramble kubeconfig: {}", String::from_utf8_lossy(&kc.stderr));
+        std::fs::write(&s.kubeconfig, &kc.stdout).unwrap();
+        s.token = std::fs::read_to_string(s.data_dir().join("tls/token")).unwrap().trim().to_string();
+        s
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.0.join("data")
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the daemon and waits until /readyz answers.
+    pub fn spawn(&mut self, extra: &[&str]) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.0.join("server.log")).unwrap();
+        let child = Command::new(bramble())
+            .args(["server", "--data-dir"])
+            .arg(self.data_dir())
+            .args(["--listen", &format!("127.0.0.1:{}", self.port), "--node-name", "test-node"])
+            .args(extra)
+            .env("RUST_LOG", "info,bramble=debug")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if self.ready() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("bramble server exited with {status} during start:\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "bramble server did not become ready:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn ready(&self) -> bool {
+        Command::new("curl")
+            .args(["-sf", "-o", "/dev/null", "--cacert"])
+            .arg(self.data_dir().join("tls/ca.crt"))
+            .arg(format!("{}/readyz", self.url()))
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.0.join("server.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// `kill -9`, as a power cut or OOM kill would.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        unsafe_kill(c.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                return s.code();
+            }
+            assert!(Instant::now() < deadline, "server did not stop on SIGTERM:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_stdin(args, "")
+    }
+
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut c = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&self.cache)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        c.wait_with_output().unwrap()
+    }
+
+    /// Runs kubectl and returns its stdout; fails the test on a non-zero exit.
+    #[track_caller]
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[track_caller]
+    pub fn apply(&self, manifest: &str) -> String {
+        let out = self.kubectl_stdin(&["apply", "-f", "-"], manifest);
+        assert!(out.status.success(), "kubectl apply failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// A raw HTTPS request with curl; returns the status code and the body
+    /// parsed as JSON (Null when it is not JSON).
+    pub fn request(&self, method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> (u16, Value) {
+        self.request_as(Some(&self.token.clone()), method, path, content_type, body)
+    }
+
+    pub fn request_as(&self, token: Option<&str>, method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> (u16, Value) {
+        let (code, text) = self.request_text(token, method, path, content_type, body);
+        (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub fn request_text(&self, token: Option<&str>, method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> (u16, String) {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "-X", method, "--cacert"])
+            .arg(self.data_dir().join("tls/ca.crt"))
+            .args(["-w", "\n%{http_code}"]);
+        if let Some(t) = token {
+            cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+        }
+        if let Some(ct) = content_type {
+            cmd.args(["-H", &format!("Content-Type: {ct}")]);
+        }
+        if !body.is_empty() {
+            cmd.args(["--data-binary", "@-"]);
+        }
+        let mut c = cmd.arg(format!("{}{path}", self.url())).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        c.stdin.take().unwrap().write_all(body).unwrap();
+        let out = c.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
+    /// GET that must succeed; returns the JSON body.
+    #[track_caller]
+    pub fn get_json(&self, path: &str) -> Value {
+        let (code, v) = self.request("GET", path, None, b"");
+        assert_eq!(code, 200, "GET {path}: {v}");
+        v
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!("--- server log ---\n{}", self.log());
+        }
+    }
+}
+
+pub fn unsafe_kill(pid: u32, signal: &str) {
+    let _ = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status();
+}
+
+/// Polls `f` until it returns Some, or fails after `secs`.
+#[track_caller]
+pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {secs}s waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
