@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod controllers;
 pub mod model;
 pub mod net;
 pub mod node;

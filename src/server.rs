@@ -119,6 +119,11 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         })
         .detach();
         first_start(&store)?;
+        ex.spawn({
+            let store = store.clone();
+            async move { crate::controllers::namespace::run(&store).await }
+        })
+        .detach();
         register_node(&store, &cfg)?;
         let (calls_tx, calls_rx) = smol::channel::bounded(64);
         let listener = http::Listener::start(

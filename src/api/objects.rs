@@ -227,7 +227,7 @@ fn invalid(r: &Resource, v: &Value, errs: Vec<validate::FieldError>) -> Status {
     let name = model::name(v);
     let causes = errs
         .iter()
-        .map(|e| json!({"reason": format!("Field{:?}", e.kind), "message": e.message(), "field": e.field}))
+        .map(|e| json!({"reason": e.kind.reason(), "message": e.body(), "field": e.field}))
         .collect();
     Status::invalid(r, name, validate::invalid_message(r.kind, name, &errs), causes)
 }
@@ -281,8 +281,8 @@ async fn write_update(ctx: &Ctx, t: &Target, old: &Object, mut new: Value) -> Re
             };
         }
     }
-    validate::validate_update(r.kind, &old_v, &new).map_err(|e| invalid(r, &new, e))?;
     admission::on_update(ctx, r, &old_v, &mut new)?;
+    validate::validate_update(r.kind, &old_v, &new).map_err(|e| invalid(r, &new, e))?;
     let obj = ctx.store.update(r, new)?;
     ctx.store.durable(obj.rv).await;
     Ok(raw_reply(200, &obj))

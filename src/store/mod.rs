@@ -157,7 +157,7 @@ pub struct WatchEvent {
 }
 
 struct Watcher {
-    resource: &'static Resource,
+    resources: Vec<&'static Resource>,
     namespace: Option<String>,
     since: u64,
     tx: smol::channel::Sender<WatchEvent>,
@@ -398,7 +398,7 @@ impl Store {
             .or_else(|| v.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
             .unwrap_or(if is_pod { 30 } else { 0 })
             .max(0);
-        let waits = !finalizers(&v).is_empty() || std::ptr::eq(resource, model::res("Namespace")) || (bound && grace > 0);
+        let waits = !finalizers(&v).is_empty() || (bound && grace > 0);
         if !waits {
             return self.delete(resource, namespace, name, None).map(Deletion::Gone);
         }
@@ -424,14 +424,24 @@ impl Store {
         namespace: Option<&str>,
         since: u64,
     ) -> Result<smol::channel::Receiver<WatchEvent>, StoreError> {
+        self.watch_many(&[resource], namespace, since)
+    }
+
+    /// One watch over several resources, for loops that react to any of them.
+    pub fn watch_many(
+        &self,
+        resources: &[&'static Resource],
+        namespace: Option<&str>,
+        since: u64,
+    ) -> Result<smol::channel::Receiver<WatchEvent>, StoreError> {
         let mut st = self.state.borrow_mut();
         if since < st.compacted {
             return Err(StoreError::Gone { requested: since, oldest: st.compacted });
         }
         let (tx, rx) = smol::channel::bounded(WATCH_QUEUE);
         let w = Watcher {
-            resource,
-            namespace: namespace.filter(|_| resource.namespaced).map(str::to_string),
+            resources: resources.to_vec(),
+            namespace: namespace.map(str::to_string),
             since,
             tx,
         };
@@ -494,8 +504,8 @@ impl Store {
 
 impl Watcher {
     fn wants(&self, ev: &WatchEvent) -> bool {
-        std::ptr::eq(self.resource, ev.object.resource)
-            && self.namespace.as_ref().is_none_or(|ns| *ns == ev.object.namespace)
+        self.resources.contains(&ev.object.resource)
+            && (!ev.object.resource.namespaced || self.namespace.as_ref().is_none_or(|ns| *ns == ev.object.namespace))
     }
 }
 
@@ -599,10 +609,126 @@ pub fn is_deleting(value: &Value) -> bool {
     model::meta(value).is_some_and(|m| m.contains_key("deletionTimestamp"))
 }
 
+/// What must happen before a deleted object goes: metadata.finalizers, and
+/// for a Namespace also spec.finalizers (emptied by the namespace controller).
 pub fn finalizers(value: &Value) -> Vec<&str> {
-    model::meta(value)
-        .and_then(|m| m.get("finalizers"))
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default()
+    fn list(v: Option<&Value>) -> impl Iterator<Item = &str> {
+        v.and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str)
+    }
+    let spec = match value.get("kind").and_then(Value::as_str) {
+        Some("Namespace") => value.pointer("/spec/finalizers"),
+        _ => None,
+    };
+    list(model::meta(value).and_then(|m| m.get("finalizers"))).chain(list(spec)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::res;
+    use serde_json::json;
+
+    fn temp_store(tag: &str) -> (Rc<Store>, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("bramble-store-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        (Store::open(&dir).unwrap(), dir)
+    }
+
+    fn cm(name: &str, data: &str) -> Value {
+        json!({"metadata": {"name": name, "namespace": "default"}, "data": {"k": data}})
+    }
+
+    /// Runs the flusher until every write so far is durable.
+    fn flush(store: &Rc<Store>) {
+        let ex = async_executor::LocalExecutor::new();
+        let s = store.clone();
+        ex.spawn(async move { s.run_flusher().await }).detach();
+        smol::block_on(ex.run(store.durable(store.resource_version())));
+    }
+
+    #[test]
+    fn writes_get_metadata_and_survive_reopen() {
+        let (store, dir) = temp_store("reopen");
+        let a = store.create(res("ConfigMap"), cm("a", "1")).unwrap();
+        let v = a.value();
+        assert_eq!(a.rv, 1);
+        assert_eq!(v["kind"], "ConfigMap");
+        assert_eq!(v["metadata"]["generation"], 1);
+        assert_eq!(v["metadata"]["resourceVersion"], "1");
+        assert!(matches!(store.create(res("ConfigMap"), cm("a", "2")), Err(StoreError::AlreadyExists { .. })));
+        let b = store.update(res("ConfigMap"), cm("a", "2")).unwrap();
+        assert_eq!((b.rv, b.uid.as_str()), (2, a.uid.as_str()));
+        assert_eq!(b.value()["metadata"]["generation"], 2, "data is outside metadata and status");
+        flush(&store);
+        drop(store);
+        let again = Store::open(&dir).unwrap();
+        assert_eq!(again.resource_version(), 2);
+        assert_eq!(again.get(res("ConfigMap"), "default", "a").unwrap().value()["data"]["k"], "2");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn stale_resource_versions_conflict_and_no_op_updates_write_nothing() {
+        let (store, dir) = temp_store("conflict");
+        store.create(res("ConfigMap"), cm("a", "1")).unwrap();
+        let mut stale = cm("a", "x");
+        stale["metadata"]["resourceVersion"] = "7".into();
+        assert!(matches!(store.update(res("ConfigMap"), stale), Err(StoreError::Conflict { .. })));
+        let same = store.update(res("ConfigMap"), cm("a", "1")).unwrap();
+        assert_eq!((same.rv, store.resource_version()), (1, 1));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn finalizers_hold_a_deletion_until_removed() {
+        let (store, dir) = temp_store("finalizers");
+        let mut v = cm("a", "1");
+        v["metadata"]["finalizers"] = json!(["example.com/wait"]);
+        store.create(res("ConfigMap"), v).unwrap();
+        let d = store.delete_gracefully(res("ConfigMap"), "default", "a", None).unwrap();
+        let Deletion::Pending(marked) = d else { panic!("a finalizer must hold the object") };
+        let mut v = marked.value();
+        assert!(is_deleting(&v));
+        v["metadata"]["finalizers"] = json!([]);
+        store.update(res("ConfigMap"), v).unwrap();
+        assert!(store.get(res("ConfigMap"), "default", "a").is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unbound_pods_go_at_once_bound_pods_wait_for_their_kubelet() {
+        let (store, dir) = temp_store("pods");
+        let pod = |name: &str, node: &str| {
+            json!({"metadata": {"name": name, "namespace": "default"}, "spec": {"nodeName": node, "containers": [{"name": "c", "image": "x"}]}})
+        };
+        store.create(res("Pod"), pod("free", "")).unwrap();
+        store.create(res("Pod"), pod("bound", "board")).unwrap();
+        assert!(matches!(store.delete_gracefully(res("Pod"), "default", "free", None), Ok(Deletion::Gone(_))));
+        let Ok(Deletion::Pending(p)) = store.delete_gracefully(res("Pod"), "default", "bound", None) else { panic!() };
+        assert_eq!(p.value()["metadata"]["deletionGracePeriodSeconds"], 30);
+        assert!(matches!(store.delete_gracefully(res("Pod"), "default", "bound", Some(0)), Ok(Deletion::Gone(_))));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn watches_see_durable_changes_in_order_and_old_versions_are_gone() {
+        let (store, dir) = temp_store("watch");
+        let w = store.watch(res("ConfigMap"), Some("default"), 0).unwrap();
+        store.create(res("ConfigMap"), cm("a", "1")).unwrap();
+        store.update(res("ConfigMap"), cm("a", "2")).unwrap();
+        store.delete(res("ConfigMap"), "default", "a", None).unwrap();
+        assert!(w.try_recv().is_err(), "nothing is published before it is durable");
+        flush(&store);
+        let kinds: Vec<_> = std::iter::from_fn(|| w.try_recv().ok()).map(|e| (e.kind, e.object.rv)).collect();
+        assert_eq!(kinds, [(EventType::Added, 1), (EventType::Modified, 2), (EventType::Deleted, 3)]);
+        // A watch from rv 1 replays what came after it.
+        let w2 = store.watch(res("ConfigMap"), None, 1).unwrap();
+        assert_eq!(w2.try_recv().unwrap().object.rv, 2);
+        drop(store);
+        let again = Store::open(&dir).unwrap();
+        assert!(matches!(again.watch(res("ConfigMap"), None, 1), Err(StoreError::Gone { requested: 1, oldest: 3 })));
+        assert!(again.watch(res("ConfigMap"), None, 3).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

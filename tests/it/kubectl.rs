@@ -266,3 +266,28 @@ fn scale_label_annotate_patch_and_replace() {
     let info = s.kubectl_ok(&["cluster-info"]);
     assert!(info.contains("is running at") && info.contains(&s.url()), "{info}");
 }
+
+#[test]
+fn deleting_a_namespace_deletes_what_is_in_it() {
+    if missing("kubectl") {
+        return;
+    }
+    let s = Server::start();
+    s.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: team}\n");
+    s.apply(&format!("{POD}---\n{SERVICE}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cfg}}\ndata: {{a: b}}\n").replace("metadata:\n  name:", "metadata:\n  namespace: team\n  name:").replace("metadata: {name: cfg}", "metadata: {name: cfg, namespace: team}"));
+    let before = s.kubectl_ok(&["get", "pods,svc,cm", "-n", "team", "-o", "name"]);
+    assert!(before.contains("pod/web") && before.contains("service/kubia") && before.contains("configmap/cfg"), "{before}");
+    // Creating in a terminating namespace is forbidden; kubectl waits for the deletion.
+    let out = s.kubectl(&["delete", "namespace", "team", "--timeout=20s"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!s.kubectl(&["get", "namespace", "team"]).status.success());
+    let (_, left) = s.request("GET", "/api/v1/namespaces/team/configmaps", None, b"");
+    assert_eq!(left["items"].as_array().map(Vec::len), Some(0), "{left}");
+    let (code, _) = s.request("GET", "/api/v1/pods?fieldSelector=metadata.namespace%3Dteam", None, b"");
+    assert_eq!(code, 200);
+    let pods = s.get_json("/api/v1/pods?fieldSelector=metadata.namespace%3Dteam");
+    assert_eq!(pods["items"].as_array().unwrap().len(), 0);
+    let protected = s.kubectl(&["delete", "namespace", "default"]);
+    assert!(!protected.status.success());
+    assert!(String::from_utf8_lossy(&protected.stderr).contains("may not be deleted"));
+}

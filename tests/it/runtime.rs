@@ -1,0 +1,448 @@
+//! The runtime helper with real containers: busybox root filesystems made on the fly, one helper
+//! per test (its own root directory), real namespaces, cgroups and mounts. Needs root and
+//! /bin/busybox (Debian's busybox-static); without them the tests are skipped, or fail under CI.
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bramble::runtime::protocol::{ContainerSpec, Event, Resources, Status, User, VolumeMount};
+use bramble::runtime::{CgroupLayout, HelperCommand, RuntimeClient};
+use nix::sys::signal::Signal;
+
+const BUSYBOX: &str = "/bin/busybox";
+const EVENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A helper with its own root, a busybox layer, and the pods to clean up.
+struct Fixture {
+    root: PathBuf,
+    layer: PathBuf,
+    client: RuntimeClient,
+    pods: Vec<String>,
+}
+
+/// `None` (skip) when not root or without busybox, unless CI=true: then it panics.
+fn fixture(test: &str) -> Option<Fixture> {
+    let missing = if !nix::unistd::Uid::effective().is_root() {
+        Some("these tests need root")
+    } else if !Path::new(BUSYBOX).exists() {
+        Some("these tests need /bin/busybox (apt-get install busybox-static)")
+    } else {
+        None
+    };
+    if let Some(why) = missing {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
+        eprintln!("skipping {test}: {why}");
+        return None;
+    }
+    let base = std::env::temp_dir().join(format!("bramble-it-{test}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&base);
+    let layer = base.join("layer");
+    busybox_layer(&layer);
+    let root = base.join("runtime");
+    let client =
+        RuntimeClient::connect_with(&root, &helper(&root)).expect("start the runtime helper");
+    Some(Fixture {
+        root,
+        layer,
+        client,
+        pods: Vec::new(),
+    })
+}
+
+fn helper(root: &Path) -> HelperCommand {
+    HelperCommand {
+        program: env!("CARGO_BIN_EXE_bramble").into(),
+        args: vec![
+            "runtime-helper".into(),
+            "--root".into(),
+            root.as_os_str().to_owned(),
+        ],
+    }
+}
+
+/// A root filesystem of one layer: busybox and a symlink per applet.
+fn busybox_layer(dir: &Path) {
+    for d in ["bin", "proc", "sys", "dev", "etc", "tmp", "root"] {
+        fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    fs::copy(BUSYBOX, dir.join("bin/busybox")).unwrap();
+    let list = Command::new(BUSYBOX).arg("--list").output().unwrap();
+    for applet in String::from_utf8(list.stdout)
+        .unwrap()
+        .lines()
+        .filter(|a| *a != "busybox")
+    {
+        symlink("busybox", dir.join("bin").join(applet)).unwrap();
+    }
+}
+
+impl Fixture {
+    fn pod(&mut self, uid: &str, hostname: &str) -> String {
+        let uid = format!("{uid}-{}", std::process::id());
+        self.client.create_sandbox(&uid, hostname, false).unwrap();
+        self.pods.push(uid.clone());
+        uid
+    }
+
+    fn spec(&self, name: &str, script: &str) -> ContainerSpec {
+        ContainerSpec {
+            name: name.into(),
+            layers: vec![self.layer.clone()],
+            args: vec!["sh".into(), "-c".into(), script.into()],
+            log_path: self.log(name),
+            ..Default::default()
+        }
+    }
+
+    fn log(&self, name: &str) -> PathBuf {
+        self.root
+            .parent()
+            .unwrap()
+            .join("logs")
+            .join(format!("{name}.log"))
+    }
+
+    fn run(&mut self, id: &str, pod: &str, spec: ContainerSpec) -> u32 {
+        self.client.create_container(id, pod, spec).unwrap();
+        self.client.start(id).unwrap().pid.unwrap()
+    }
+
+    fn wait_exit(&mut self, id: &str) -> Event {
+        let deadline = Instant::now() + EVENT_TIMEOUT;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.client.next_event(Some(left)).unwrap() {
+                Some(e @ Event::Exited { .. }) if matches!(&e, Event::Exited { id: got, .. } if got == id) =>
+                {
+                    return e;
+                }
+                _ => {}
+            }
+        }
+        panic!("container {id} did not exit within {EVENT_TIMEOUT:?}");
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        for pod in std::mem::take(&mut self.pods) {
+            if self.client.remove_sandbox(&pod).is_err() {
+                // The test may have left the client broken; a fresh one cleans up.
+                if let Ok(c) = RuntimeClient::connect_with(&self.root, &helper(&self.root)) {
+                    self.client = c;
+                    let _ = self.client.remove_sandbox(&pod);
+                }
+            }
+        }
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.client.helper_pid() as i32),
+            Signal::SIGKILL,
+        );
+        // A failed test keeps its directory (helper.log, container logs) for a post-mortem.
+        if let Some(base) = self.root.parent().filter(|_| !std::thread::panicking()) {
+            let _ = fs::remove_dir_all(base);
+        }
+    }
+}
+
+fn exit_code(e: &Event) -> (Option<i32>, Option<i32>, bool) {
+    match e {
+        Event::Exited {
+            exit_code,
+            signal,
+            oom_killed,
+            ..
+        } => (*exit_code, *signal, *oom_killed),
+        other => panic!("not an exit: {other:?}"),
+    }
+}
+
+#[test]
+fn pod_containers_share_hostname_and_localhost() {
+    let Some(mut fx) = fixture("share") else {
+        return;
+    };
+    let pod = fx.pod("share", "kubia");
+    let shared = fx.root.parent().unwrap().join("shared");
+    fs::create_dir_all(&shared).unwrap();
+    let volume = VolumeMount {
+        host_path: shared.clone(),
+        container_path: "/shared".into(),
+        read_only: false,
+    };
+
+    let mut server = fx.spec(
+        "server",
+        "echo from-server > /dev/shm/note; echo hello > /shared/index.html; \
+         exec httpd -f -p 8080 -h /shared",
+    );
+    server.mounts = vec![volume.clone()];
+    fx.run("share-server", &pod, server);
+    let mut client = fx.spec(
+        "client",
+        "hostname > /shared/client-hostname; ok=1; \
+         for i in $(seq 50); do wget -q -O /shared/fetched http://127.0.0.1:8080/index.html \
+         && { ok=0; break; }; sleep 0.1; done; cat /dev/shm/note > /shared/shm-seen; exit $ok",
+    );
+    client.mounts = vec![volume];
+    fx.run("share-client", &pod, client);
+
+    assert_eq!(
+        exit_code(&fx.wait_exit("share-client")).0,
+        Some(0),
+        "log: {:?}",
+        fs::read_to_string(fx.log("client"))
+    );
+    assert_eq!(
+        fs::read_to_string(shared.join("fetched")).unwrap(),
+        "hello\n"
+    );
+    assert_eq!(
+        fs::read_to_string(shared.join("client-hostname")).unwrap(),
+        "kubia\n"
+    );
+    let shm = fs::read_to_string(shared.join("shm-seen")).unwrap();
+    assert_eq!(shm, "from-server\n", "the pod's containers share /dev/shm");
+
+    // The server sees the same hostname, asked through exec.
+    let mut exec = fx
+        .client
+        .exec("share-server", vec!["hostname".into()], vec![])
+        .unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut exec.stdout, &mut out).unwrap();
+    assert_eq!(out, "kubia\n");
+    let deadline = Instant::now() + EVENT_TIMEOUT;
+    loop {
+        match fx
+            .client
+            .next_event(Some(deadline - Instant::now()))
+            .unwrap()
+        {
+            Some(Event::ExecExited {
+                exec_id, exit_code, ..
+            }) if exec_id == exec.exec_id => {
+                assert_eq!(exit_code, Some(0));
+                break;
+            }
+            None => panic!("no ExecExited event"),
+            _ => {}
+        }
+    }
+    // libcontainer is only safe in a single-threaded process: the helper must have stayed one.
+    let tasks = fs::read_dir(format!("/proc/{}/task", fx.client.helper_pid())).unwrap();
+    assert_eq!(tasks.count(), 1, "the runtime helper started a thread");
+}
+
+#[test]
+fn container_exit_code_is_reported() {
+    let Some(mut fx) = fixture("exit") else {
+        return;
+    };
+    let pod = fx.pod("exit", "exit");
+    let mut spec = fx.spec(
+        "app",
+        "echo to-stdout; echo to-stderr >&2; id -u; id -G; grep SigIgn /proc/self/status; exit 3",
+    );
+    spec.user = User {
+        uid: 1000,
+        gid: 1001,
+        additional_gids: vec![5],
+    };
+    fx.run("exit-3", &pod, spec);
+    let (code, signal, oom) = exit_code(&fx.wait_exit("exit-3"));
+    assert_eq!((code, signal, oom), (Some(3), None, false));
+    let state = fx.client.state("exit-3").unwrap();
+    assert_eq!(state.status, Status::Exited);
+    assert_eq!(state.exit.unwrap().exit_code, Some(3));
+    assert_eq!(
+        fs::read_to_string(fx.log("app")).unwrap(),
+        "to-stdout\nto-stderr\n1000\n1001 5\nSigIgn:\t0000000000000000\n",
+        "output, uid and groups, no signal ignored (SIGPIPE!)"
+    );
+    fx.client.delete("exit-3").unwrap();
+    assert!(fx.client.list().unwrap().is_empty());
+}
+
+#[test]
+fn memory_limit_oom_is_reported_as_oomkilled() {
+    let Some(mut fx) = fixture("oom") else { return };
+    let pod = fx.pod("oom", "oom");
+    let mut spec = fx.spec("hog", "");
+    spec.args = vec!["tail".into(), "/dev/zero".into()];
+    spec.resources.memory_limit_bytes = Some(32 << 20);
+    fx.run("oom-hog", &pod, spec);
+    let (_, signal, oom) = exit_code(&fx.wait_exit("oom-hog"));
+    assert!(oom, "not reported as OOM-killed");
+    assert_eq!(signal, Some(Signal::SIGKILL as i32));
+}
+
+#[test]
+fn limits_land_in_cgroup_files() {
+    let Some(mut fx) = fixture("limits") else {
+        return;
+    };
+    let pod = fx.pod("limits", "limits");
+    let mut spec = fx.spec("app", "exec sleep 1000");
+    spec.resources = Resources {
+        cpu_request_millis: Some(250),
+        cpu_limit_millis: Some(500),
+        memory_limit_bytes: Some(64 << 20),
+        pids_limit: Some(100),
+    };
+    fx.run("limits-app", &pod, spec);
+    let read = |p: PathBuf| {
+        fs::read_to_string(&p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .trim()
+            .to_owned()
+    };
+    let cg = Path::new("bramble").join(&pod).join("app");
+    match CgroupLayout::detect().unwrap() {
+        CgroupLayout::V1 { hierarchies, .. } => {
+            let file = |ctrl: &str, f: &str| {
+                let h = hierarchies.iter().find(|h| h.ends_with(ctrl)).unwrap();
+                read(h.join(&cg).join(f))
+            };
+            assert_eq!(file("cpu", "cpu.shares"), "256");
+            assert_eq!(file("cpu", "cpu.cfs_quota_us"), "50000");
+            assert_eq!(file("cpu", "cpu.cfs_period_us"), "100000");
+            assert_eq!(
+                file("memory", "memory.limit_in_bytes"),
+                (64u64 << 20).to_string()
+            );
+            assert_eq!(file("pids", "pids.max"), "100");
+        }
+        CgroupLayout::V2 { mount, .. } => {
+            let file = |f: &str| read(mount.join(&cg).join(f));
+            assert_eq!(file("cpu.max"), "50000 100000");
+            assert_eq!(file("memory.max"), (64u64 << 20).to_string());
+            assert_eq!(file("pids.max"), "100");
+        }
+    }
+}
+
+#[test]
+fn helper_restart_reattaches_running_containers() {
+    let Some(mut fx) = fixture("restart") else {
+        return;
+    };
+    let pod = fx.pod("restart", "restart");
+    fx.run("restart-done", &pod, fx.spec("done", "exit 7"));
+    fx.wait_exit("restart-done");
+    let pid = fx.run(
+        "restart-sleeper",
+        &pod,
+        fx.spec("sleeper", "exec sleep 1000"),
+    );
+
+    // The daemon restarts: a new connection finds the same containers.
+    let old_helper = fx.client.helper_pid();
+    fx.client = RuntimeClient::connect_with(&fx.root, &helper(&fx.root)).unwrap();
+    assert_eq!(fx.client.helper_pid(), old_helper);
+    let running = fx.client.state("restart-sleeper").unwrap();
+    assert_eq!((running.status, running.pid), (Status::Running, Some(pid)));
+
+    // The helper dies: a new one reattaches, the container keeps running.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old_helper as i32),
+        Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(
+        fx.client.next_event(Some(EVENT_TIMEOUT)).is_err(),
+        "the old helper's socket must close"
+    );
+    fx.client = RuntimeClient::connect_with(&fx.root, &helper(&fx.root)).unwrap();
+    assert_ne!(fx.client.helper_pid(), old_helper);
+    let running = fx.client.state("restart-sleeper").unwrap();
+    assert_eq!((running.status, running.pid), (Status::Running, Some(pid)));
+    let done = fx.client.state("restart-done").unwrap();
+    assert_eq!(
+        done.exit.unwrap().exit_code,
+        Some(7),
+        "an exit reaped before the restart is kept"
+    );
+
+    // Its exit is still noticed, with the code lost (it is no longer the helper's child).
+    fx.client.kill("restart-sleeper", Signal::SIGKILL).unwrap();
+    assert_eq!(
+        exit_code(&fx.wait_exit("restart-sleeper")),
+        (None, None, false)
+    );
+}
+
+#[test]
+fn remove_sandbox_leaves_no_mounts_or_cgroups() {
+    let Some(mut fx) = fixture("leaks") else {
+        return;
+    };
+    let pod = fx.pod("leaks", "leaks");
+    let mut spec = fx.spec("sleeper", "exec sleep 1000");
+    spec.resources.memory_limit_bytes = Some(64 << 20);
+    fx.run("leaks-sleeper", &pod, spec);
+    fx.run("leaks-done", &pod, fx.spec("done", "exit 0"));
+    fx.wait_exit("leaks-done");
+
+    fx.client.remove_sandbox(&pod).unwrap();
+    fx.client.remove_sandbox(&pod).unwrap(); // idempotent
+    fx.pods.clear();
+
+    let root = fx.root.to_str().unwrap().to_owned();
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let leaked: Vec<&str> = mountinfo.lines().filter(|l| l.contains(&root)).collect();
+    assert!(leaked.is_empty(), "mounts left: {leaked:#?}");
+    for dir in CgroupLayout::detect().unwrap().pod_dirs(&pod) {
+        assert!(!dir.exists(), "cgroup left: {}", dir.display());
+    }
+    for sub in ["sandboxes", "containers", "state"] {
+        let left: Vec<_> = fs::read_dir(fx.root.join(sub)).unwrap().collect();
+        assert!(left.is_empty(), "{sub} left: {left:?}");
+    }
+    assert!(fx.client.list().unwrap().is_empty());
+}
+
+#[test]
+fn sigterm_ignored_by_pid_1_then_sigkill_stops_the_container() {
+    let Some(mut fx) = fixture("stop") else {
+        return;
+    };
+    let pod = fx.pod("stop", "stop");
+    fx.run("stop-app", &pod, fx.spec("app", "exec sleep 1000"));
+    // PID 1 without a SIGTERM handler ignores SIGTERM: still running afterwards.
+    fx.client.kill("stop-app", Signal::SIGTERM).unwrap();
+    assert!(
+        fx.client
+            .next_event(Some(Duration::from_millis(300)))
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(fx.client.state("stop-app").unwrap().status, Status::Running);
+    fx.client.kill("stop-app", Signal::SIGKILL).unwrap();
+    let (code, signal, _) = exit_code(&fx.wait_exit("stop-app"));
+    assert_eq!((code, signal), (None, Some(Signal::SIGKILL as i32)));
+    fx.client.kill("stop-app", Signal::SIGKILL).unwrap(); // already exited: no error
+}
+
+#[test]
+fn host_network_pod_sees_the_host_hostname() {
+    let Some(mut fx) = fixture("hostnet") else {
+        return;
+    };
+    let pod = format!("hostnet-{}", std::process::id());
+    fx.client.create_sandbox(&pod, "ignored", true).unwrap();
+    fx.pods.push(pod.clone());
+    fx.run(
+        "hostnet-app",
+        &pod,
+        fx.spec("app", "hostname; cat /etc/hostname"),
+    );
+    assert_eq!(exit_code(&fx.wait_exit("hostnet-app")).0, Some(0));
+    let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
+    assert_eq!(
+        fs::read_to_string(fx.log("app")).unwrap(),
+        format!("{host}\n{host}\n")
+    );
+}
