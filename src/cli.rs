@@ -36,6 +36,7 @@ pub fn main() -> Result<(), Error> {
     match cmd.as_str() {
         "server" => server_cmd(p),
         "kubeconfig" => kubeconfig_cmd(p),
+        "runtime-helper" => runtime_helper_cmd(p),
         "version" => {
             println!(
                 "bramble {} (git {}, kubernetes API v1.{})",
@@ -107,4 +108,17 @@ fn kubeconfig_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
     let creds = pki::ensure(&data_dir)?;
     print!("{}", pki::kubeconfig(&creds, &server_url));
     Ok(())
+}
+
+/// The single-threaded process that owns every container (started by the
+/// daemon; see runtime::helper_main).
+fn runtime_helper_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
+    let mut root = None;
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("root") => root = Some(PathBuf::from(p.value()?)),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    crate::runtime::helper_main(&root.ok_or("runtime-helper needs --root DIR")?)
 }

@@ -8,6 +8,7 @@ pub mod model;
 pub mod net;
 pub mod node;
 pub mod pki;
+pub mod runtime;
 pub mod scheduler;
 pub mod server;
 pub mod store;

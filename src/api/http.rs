@@ -82,7 +82,14 @@ impl Listener {
         calls: smol::channel::Sender<Call>,
     ) -> Result<Listener, String> {
         let ssl = tiny_http::SslConfig { certificate: tls.cert_pem, private_key: tls.key_pem };
-        let server = Arc::new(tiny_http::Server::https(addr, ssl).map_err(|e| format!("listening on {addr}: {e}"))?);
+        let listener = std::net::TcpListener::bind(addr).map_err(|e| format!("listening on {addr}: {e}"))?;
+        // Accepted sockets inherit TCP_NODELAY. Without it a reply written
+        // as headers then body waits for the client's delayed ACK (~40 ms).
+        nix::sys::socket::setsockopt(&listener, nix::sys::socket::sockopt::TcpNoDelay, &true)
+            .map_err(|e| format!("setting TCP_NODELAY on {addr}: {e}"))?;
+        let server = Arc::new(
+            tiny_http::Server::from_listener(listener, Some(ssl)).map_err(|e| format!("listening on {addr}: {e}"))?,
+        );
         let addr = server
             .server_addr()
             .to_ip()

@@ -99,15 +99,7 @@ fn run(root: &Path) -> Result<(), RuntimeError> {
     let root = fs::canonicalize(root).map_err(RuntimeError::io("resolve", root))?;
     let lock_path = root.join("runtime.lock");
     let _lock = lock(&lock_path)?;
-    // A client that goes away mid-write must cost an EPIPE, not the helper.
-    // SAFETY: setting a signal to SIG_IGN installs no handler code.
-    unsafe {
-        nix::sys::signal::signal(
-            nix::sys::signal::Signal::SIGPIPE,
-            nix::sys::signal::SigHandler::SigIgn,
-        )
-    }
-    .map_err(|e| RuntimeError::io("ignore SIGPIPE in", &root)(e.into()))?;
+    default_signal_dispositions();
 
     let mut containers = Containers::open(&root)?;
     let sock = root.join("runtime.sock");
@@ -322,16 +314,38 @@ fn handle(
 /// Writes one frame, with `fds` attached to its first byte (SCM_RIGHTS).
 fn send<T: serde::Serialize>(c: &mut Connection, msg: &T, fds: Option<&[i32]>) -> io::Result<()> {
     let bytes = frame::encode(msg).map_err(io::Error::other)?;
+    let rights = fds.filter(|f| !f.is_empty()).map(ControlMessage::ScmRights);
     let mut sent = 0;
-    if let Some(fds) = fds.filter(|f| !f.is_empty()) {
-        let iov = [io::IoSlice::new(&bytes)];
-        sent = sendmsg::<()>(
+    while sent < bytes.len() {
+        let iov = [io::IoSlice::new(&bytes[sent..])];
+        let cmsgs = if sent == 0 { rights.as_slice() } else { &[] };
+        // MSG_NOSIGNAL: a client gone mid-write costs an EPIPE, not the helper.
+        match sendmsg::<()>(
             c.stream.as_raw_fd(),
             &iov,
-            &[ControlMessage::ScmRights(fds)],
-            MsgFlags::empty(),
+            cmsgs,
+            MsgFlags::MSG_NOSIGNAL,
             None,
-        )?;
+        ) {
+            Ok(n) => sent += n,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
-    c.stream.write_all(&bytes[sent..])
+    Ok(())
+}
+
+/// Containers inherit ignored signals across exec, and Rust's runtime ignores SIGPIPE before
+/// `main`: put every ignored signal back to its default so that workloads start clean.
+fn default_signal_dispositions() {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for sig in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
+        // SAFETY: installing SIG_DFL runs no code of ours in signal context.
+        let _ = unsafe { sigaction(sig, &default) };
+    }
+    for sig in nix::libc::SIGRTMIN()..=nix::libc::SIGRTMAX() {
+        // SAFETY: as above, SIG_DFL for a real-time signal the C library lets us set.
+        unsafe { nix::libc::signal(sig, nix::libc::SIG_DFL) };
+    }
 }

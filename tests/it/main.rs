@@ -2,4 +2,5 @@
 
 mod api;
 mod kubectl;
+mod runtime;
 mod support;
