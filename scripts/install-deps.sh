@@ -9,7 +9,7 @@ apt_pkgs=(
   busybox-static                   # test and example images
   umoci skopeo                     # building OCI images without Docker
   docker-registry apache2-utils    # a real registry (and htpasswd) for pull tests
-  curl jq sqlite3 python3-pip
+  curl jq sqlite3 python3-pip openssl
   iproute2 nftables iptables       # multi-board network namespaces
 )
 missing=()
@@ -21,6 +21,15 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# busybox-static for arm64, for the multi-arch image tests (kept here so the
+# tests need no network).
+arm64_deb=/var/cache/bramble/busybox-static-arm64.deb
+if [ ! -s "$arm64_deb" ]; then
+  dpkg --print-foreign-architectures | grep -qx arm64 || { dpkg --add-architecture arm64; apt-get update -qq; }
+  mkdir -p /var/cache/bramble
+  (cd /var/cache/bramble && apt-get download -qq busybox-static:arm64 && mv busybox-static_*_arm64.deb "$arm64_deb")
 fi
 
 # The real kubectl and the Python client, from PyPI.

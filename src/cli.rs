@@ -1,7 +1,7 @@
 //! The command line: `bramble <command> [flags]`.
 
 use lexopt::prelude::*;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::{node, pki, server};
 
@@ -11,6 +11,7 @@ usage:
   bramble server [--data-dir DIR] [--listen ADDR:PORT] [--node-name NAME]
                  [--tls-san NAME]... [--service-cidr CIDR]
   bramble kubeconfig [--data-dir DIR] [--server URL]
+  bramble image import FILE|pull REF|ls|rm REF|export REF FILE [--data-dir DIR]
   bramble version
 
 defaults: --data-dir /var/lib/bramble, --listen 0.0.0.0:6443,
@@ -37,6 +38,7 @@ pub fn main() -> Result<(), Error> {
         "server" => server_cmd(p),
         "kubeconfig" => kubeconfig_cmd(p),
         "runtime-helper" => runtime_helper_cmd(p),
+        "image" => crate::image::cli::main(p, Path::new(DEFAULT_DATA_DIR)),
         "version" => {
             println!(
                 "bramble {} (git {}, kubernetes API v1.{})",

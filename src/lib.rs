@@ -4,6 +4,8 @@
 pub mod api;
 pub mod cli;
 pub mod controllers;
+pub mod events;
+pub mod image;
 pub mod model;
 pub mod net;
 pub mod node;

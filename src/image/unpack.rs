@@ -238,7 +238,7 @@ fn apply_tar(reader: impl Read, dest: &Path, layer: &Digest) -> Result<(), Image
                     ));
                 }
                 let target = full.with_file_name(hidden);
-                remove_existing(&target).map_err(fail)?;
+                remove_existing(dest, &target).map_err(fail)?;
                 mknod(&target, SFlag::S_IFCHR, Mode::empty(), makedev(0, 0)).map_err(|e| {
                     refuse(
                         &raw,
@@ -252,7 +252,7 @@ fn apply_tar(reader: impl Read, dest: &Path, layer: &Digest) -> Result<(), Image
         match kind {
             tar::EntryType::Directory => {
                 if !fs::symlink_metadata(&full).is_ok_and(|m| m.is_dir()) {
-                    remove_existing(&full).map_err(fail)?;
+                    remove_existing(dest, &full).map_err(fail)?;
                     fs::create_dir(&full).map_err(fail)?;
                 }
                 set_xattrs(&full, &xattrs, layer);
@@ -260,7 +260,7 @@ fn apply_tar(reader: impl Read, dest: &Path, layer: &Digest) -> Result<(), Image
                 continue;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                remove_existing(&full).map_err(fail)?;
+                remove_existing(dest, &full).map_err(fail)?;
                 let mut file = OpenOptions::new()
                     .write(true)
                     .create_new(true)
@@ -275,7 +275,7 @@ fn apply_tar(reader: impl Read, dest: &Path, layer: &Digest) -> Result<(), Image
                     .link_name()
                     .map_err(fail)?
                     .ok_or_else(|| refuse(&raw, "symlink without a target"))?;
-                remove_existing(&full).map_err(fail)?;
+                remove_existing(dest, &full).map_err(fail)?;
                 std::os::unix::fs::symlink(&target, &full).map_err(fail)?;
             }
             tar::EntryType::Link => {
@@ -297,7 +297,7 @@ fn apply_tar(reader: impl Read, dest: &Path, layer: &Digest) -> Result<(), Image
                         ));
                     }
                 }
-                remove_existing(&full).map_err(fail)?;
+                remove_existing(dest, &full).map_err(fail)?;
                 // linkat without AT_SYMLINK_FOLLOW: links the entry itself, never what it points to.
                 fs::hard_link(&source, &full).map_err(fail)?;
                 continue; // shares the target's inode and metadata
@@ -310,7 +310,7 @@ fn apply_tar(reader: impl Read, dest: &Path, layer: &Digest) -> Result<(), Image
                 };
                 let major = header.device_major().ok().flatten().unwrap_or(0);
                 let minor = header.device_minor().ok().flatten().unwrap_or(0);
-                remove_existing(&full).map_err(fail)?;
+                remove_existing(dest, &full).map_err(fail)?;
                 mknod(
                     &full,
                     sflag,
@@ -404,7 +404,20 @@ fn strip(dest: &Path, p: &Path) -> String {
 }
 
 /// A later entry replaces an earlier one at the same path (tar semantics).
-fn remove_existing(path: &Path) -> io::Result<()> {
+/// The only deletion an archive can steer, and it runs as root: it checks
+/// again, whatever its callers checked, that `path` is strictly inside `dest`.
+fn remove_existing(dest: &Path, path: &Path) -> io::Result<()> {
+    let inside = path.strip_prefix(dest).is_ok_and(|rel| {
+        rel.components().next().is_some()
+            && rel.components().all(|c| matches!(c, Component::Normal(_)))
+    });
+    if !inside {
+        let msg = format!(
+            "refusing to remove {}: not inside the layer",
+            path.display()
+        );
+        return Err(io::Error::new(io::ErrorKind::PermissionDenied, msg));
+    }
     match fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => fs::remove_dir_all(path),
         Ok(_) => fs::remove_file(path),
@@ -474,6 +487,24 @@ mod tests {
         assert!(safe_relative(Path::new("../etc/passwd")).is_err());
         assert!(safe_relative(Path::new("a/../../b")).is_err());
         assert!(safe_relative(Path::new("/etc/passwd")).is_err());
+    }
+
+    #[test]
+    fn removal_never_leaves_the_layer() {
+        let dest = Path::new("/nonexistent/layer");
+        for outside in [
+            "/nonexistent/layer",
+            "/nonexistent/layer/..",
+            "/nonexistent/layer/a/../..",
+            "/etc",
+        ] {
+            let err = remove_existing(dest, Path::new(outside)).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{outside}");
+        }
+        assert!(
+            remove_existing(dest, Path::new("/nonexistent/layer/a/b")).is_ok(),
+            "absent: nothing to do"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! One integration-test binary (fast to link); a module per story.
 
 mod api;
+mod images;
 mod kubectl;
 mod runtime;
 mod support;

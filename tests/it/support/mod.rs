@@ -1,6 +1,9 @@
 //! Test support: a real `bramble server` on a loopback port, the real
 //! kubectl and curl against it.
 
+pub mod fixtures;
+pub mod registry;
+
 use serde_json::Value;
 use std::io::Write;
 use std::net::TcpListener;

@@ -180,9 +180,15 @@ impl TokenServer {
     fn start(dir: &Path) -> TokenServer {
         let key = dir.join("token.key");
         let cert = dir.join("token.crt");
+        // Our own config: `openssl req` must not depend on the machine's openssl.cnf.
+        let config = dir.join("openssl.cnf");
+        std::fs::write(&config, "[req]\ndistinguished_name = dn\n[dn]\n")
+            .expect("write openssl.cnf");
         run(Command::new("openssl")
+            .arg("req")
+            .arg("-config")
+            .arg(&config)
             .args([
-                "req",
                 "-x509",
                 "-newkey",
                 "rsa:2048",
