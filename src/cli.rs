@@ -9,13 +9,14 @@ const USAGE: &str = "bramble: a Kubernetes-style orchestrator for small boards
 
 usage:
   bramble server [--data-dir DIR] [--listen ADDR:PORT] [--node-name NAME]
-                 [--tls-san NAME]... [--service-cidr CIDR]
+                 [--tls-san NAME]... [--service-cidr CIDR] [--registries FILE]
   bramble kubeconfig [--data-dir DIR] [--server URL]
   bramble image import FILE|pull REF|ls|rm REF|export REF FILE [--data-dir DIR]
   bramble version
 
 defaults: --data-dir /var/lib/bramble, --listen 0.0.0.0:6443,
-          --node-name the hostname, --service-cidr 10.43.0.0/16
+          --node-name the hostname, --service-cidr 10.43.0.0/16,
+          --registries /etc/bramble/registries.yaml
 logging: RUST_LOG=debug|info|warn|error (default info)";
 
 const DEFAULT_DATA_DIR: &str = "/var/lib/bramble";
@@ -65,6 +66,7 @@ fn server_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
         service_cidr: "10.43.0.0/16".parse()?,
         max_pods: 110,
         reserved_memory: 0,
+        registries: "/etc/bramble/registries.yaml".into(),
     };
     while let Some(arg) = p.next()? {
         match arg {
@@ -75,6 +77,7 @@ fn server_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
             }
             Long("node-name") => cfg.node_name = p.value()?.string()?.to_lowercase(),
             Long("tls-san") => cfg.tls_sans.push(p.value()?.string()?),
+            Long("registries") => cfg.registries = p.value()?.into(),
             Long("service-cidr") => {
                 cfg.service_cidr = p.value()?.string()?.parse().map_err(|e: String| format!("--service-cidr: {e}"))?
             }

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod controllers;
 pub mod events;
 pub mod image;
+pub mod kubelet;
 pub mod model;
 pub mod net;
 pub mod node;

@@ -7,12 +7,13 @@ use std::fs::{self, File};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::api::{self, http};
 use crate::model::{self, res};
 use crate::store::{Store, StoreError};
-use crate::{net, node, pki};
+use crate::{kubelet, net, node, pki};
 
 pub struct Config {
     pub data_dir: PathBuf,
@@ -22,6 +23,8 @@ pub struct Config {
     pub service_cidr: net::Cidr,
     pub max_pods: u32,
     pub reserved_memory: u64,
+    /// k3s-style registries.yaml; a missing file means no mirrors or credentials.
+    pub registries: PathBuf,
 }
 
 #[derive(Debug)]
@@ -32,6 +35,8 @@ pub enum ServerError {
     Pki(pki::PkiError),
     Listen(String),
     Signals(std::io::Error),
+    Images(crate::image::ImageError),
+    Runtime(crate::runtime::ClientError),
 }
 
 impl std::fmt::Display for ServerError {
@@ -47,6 +52,8 @@ impl std::fmt::Display for ServerError {
             ServerError::Pki(e) => write!(f, "{e}"),
             ServerError::Listen(e) => write!(f, "{e}"),
             ServerError::Signals(e) => write!(f, "installing signal handlers: {e}"),
+            ServerError::Images(e) => write!(f, "{e}"),
+            ServerError::Runtime(e) => write!(f, "{e}"),
         }
     }
 }
@@ -102,12 +109,31 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
     names.dedup();
     let serving = pki::serving_cert(&cfg.data_dir, &names)?;
     let store = Store::open(&cfg.data_dir)?;
+    let registries = match cfg.registries.exists() {
+        true => crate::image::Registries::load(&cfg.registries).map_err(ServerError::Images)?,
+        false => crate::image::Registries::default(),
+    };
+    let credentials = crate::image::Credentials::from_registries(&registries).map_err(ServerError::Images)?;
+    let images = Arc::new(crate::image::ImageStore::open(&cfg.data_dir).map_err(ServerError::Images)?.with_registries(registries));
+    // Starts the runtime helper if none runs; containers of an earlier run
+    // are still there and get reattached.
+    let (link, runtime_events) = kubelet::Link::start(&cfg.data_dir.join("runtime")).map_err(ServerError::Runtime)?;
+    let kubelet_cfg = kubelet::Config {
+        node_name: cfg.node_name.clone(),
+        data_dir: cfg.data_dir.clone(),
+        pids_limit: 4096,
+        log_max_bytes: 1 << 20,
+        log_max_files: 2,
+        credentials,
+    };
+    let kl = kubelet::Kubelet::new(store.clone(), kubelet_cfg, link, images.clone());
     let ex = Rc::new(LocalExecutor::new());
     let ctx = Rc::new(api::Ctx {
         store: store.clone(),
         ex: ex.clone(),
         ready: false.into(),
         service_cidr: cfg.service_cidr,
+        kubelet: Some(kl.clone()),
     });
     let mut signals = async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
         .map_err(ServerError::Signals)?;
@@ -124,7 +150,21 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
             async move { crate::controllers::namespace::run(&store).await }
         })
         .detach();
+        ex.spawn({
+            let store = store.clone();
+            async move { crate::scheduler::run(&store).await }
+        })
+        .detach();
         register_node(&store, &cfg)?;
+        ex.spawn(kl.clone().run(ex.clone(), runtime_events)).detach();
+        // Archives dropped into DATA_DIR/images/import are imported at start.
+        ex.spawn(async move {
+            match smol::unblock(move || images.import_folder()).await {
+                Ok(imported) => imported.iter().for_each(|i| log::info!("imported image {}", i.reference)),
+                Err(e) => log::warn!("importing DATA_DIR/images/import: {e}"),
+            }
+        })
+        .detach();
         let (calls_tx, calls_rx) = smol::channel::bounded(64);
         let listener = http::Listener::start(
             cfg.listen,

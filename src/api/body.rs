@@ -160,6 +160,7 @@ mod tests {
             accept: String::new(),
             content_type: ct.into(),
             body: body.as_bytes().to_vec(),
+            websocket: None,
         }
     }
 

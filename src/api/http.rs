@@ -36,6 +36,9 @@ pub struct Request {
     pub accept: String,
     pub content_type: String,
     pub body: Vec<u8>,
+    /// A WebSocket upgrade (kubectl exec): Sec-WebSocket-Key and the offered
+    /// subprotocols.
+    pub websocket: Option<(String, String)>,
 }
 
 impl Request {
@@ -48,7 +51,12 @@ pub enum Reply {
     Full { status: u16, content_type: &'static str, body: Vec<u8> },
     /// A chunked reply; the stream ends when the sender is dropped.
     Stream { content_type: &'static str, chunks: smol::channel::Receiver<Vec<u8>> },
+    /// Switch to WebSocket and hand the connection to `session` on a thread
+    /// of its own.
+    Upgrade { headers: Vec<(&'static str, String)>, session: Session },
 }
+
+pub type Session = Box<dyn FnOnce(Box<dyn tiny_http::ReadWrite + Send>) + Send>;
 
 impl Reply {
     pub fn json(status: u16, body: Vec<u8>) -> Reply {
@@ -148,6 +156,9 @@ fn prepare(rq: &mut tiny_http::Request, token: &str) -> Result<Request, Reply> {
             .unwrap_or_default()
     };
     let (accept, content_type, authorization) = (header("Accept"), header("Content-Type"), header("Authorization"));
+    let websocket = header("Upgrade")
+        .eq_ignore_ascii_case("websocket")
+        .then(|| (header("Sec-WebSocket-Key"), rq.headers().iter().filter(|h| h.field.equiv("Sec-WebSocket-Protocol")).map(|h| h.value.as_str()).collect::<Vec<_>>().join(", ")));
     let (path, query) = split_url(rq.url());
     if !public_path(&path) && !authorized(&authorization, token) {
         return Err(status::reply(&status::Status::unauthorized()));
@@ -164,14 +175,19 @@ fn prepare(rq: &mut tiny_http::Request, token: &str) -> Result<Request, Reply> {
         return Err(status::reply(&status::Status::too_large(MAX_BODY)));
     }
     let mut body = Vec::new();
-    let read = rq.as_reader().take(MAX_BODY as u64 + 1).read_to_end(&mut body);
+    // An upgrade request has no body, and tiny_http hands it the whole
+    // connection as its reader: reading would wait for the client forever.
+    let read = match websocket {
+        Some(_) => Ok(0),
+        None => rq.as_reader().take(MAX_BODY as u64 + 1).read_to_end(&mut body),
+    };
     if let Err(e) = read {
         return Err(status::reply(&status::Status::bad_request(format!("reading the request body: {e}"))));
     }
     if body.len() > MAX_BODY {
         return Err(status::reply(&status::Status::too_large(MAX_BODY)));
     }
-    Ok(Request { method, path, query, accept, content_type, body })
+    Ok(Request { method, path, query, accept, content_type, body, websocket })
 }
 
 /// Health and version are readable without a token, as in Kubernetes.
@@ -193,6 +209,17 @@ fn respond(rq: tiny_http::Request, reply: Reply, streams: &Arc<AtomicUsize>) {
                 .with_status_code(status)
                 .with_header(header("Content-Type", content_type));
             let _ = rq.respond(resp);
+        }
+        Reply::Upgrade { headers, session } => {
+            let mut resp = tiny_http::Response::empty(101);
+            for (k, v) in &headers {
+                resp.add_header(header(k, v));
+            }
+            let stream = rq.upgrade("websocket", resp);
+            let spawned = thread::Builder::new().name("api-exec".into()).spawn(move || session(stream));
+            if spawned.is_err() {
+                log::warn!("could not start a thread for an exec session");
+            }
         }
         Reply::Stream { content_type, chunks } => {
             if streams.fetch_add(1, Ordering::SeqCst) >= MAX_STREAMS {

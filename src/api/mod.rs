@@ -11,10 +11,12 @@ pub mod discovery;
 pub mod http;
 mod objects;
 mod patch;
+mod pods;
 mod router;
 mod status;
 mod table;
 mod watch;
+pub mod websocket;
 
 use serde_json::Value;
 use std::rc::Rc;
@@ -31,6 +33,8 @@ pub struct Ctx {
     /// Set once the server has finished starting; /readyz answers 503 before.
     pub ready: std::cell::Cell<bool>,
     pub service_cidr: crate::net::Cidr,
+    /// This board's kubelet: logs and exec of its pods.
+    pub kubelet: Option<Rc<crate::kubelet::Kubelet>>,
 }
 
 /// Handles calls until the listener's channel closes.

@@ -28,7 +28,8 @@ pub async fn handle(ctx: &Rc<Ctx>, req: &Request, t: &Target) -> Result<Reply, S
         (Delete, Some(name), None) => delete(ctx, req, t, name).await,
         (Get | Put | Patch, Some(name), Some(S::Scale)) => scale(ctx, req, t, name).await,
         (Post, Some(name), Some(S::Binding)) => bind(ctx, req, t, name).await,
-        (Get, Some(name), Some(S::Log)) | (Get | Post, Some(name), Some(S::Exec)) => not_running(ctx, req, t, name),
+        (Get, Some(name), Some(S::Log)) => super::pods::log(ctx, req, t, name).await,
+        (Get | Post, Some(name), Some(S::Exec)) => super::pods::exec(ctx, req, t, name).await,
         _ => Err(Status::method_not_allowed(format!(
             "{:?} is not supported on {}",
             req.method, req.path
@@ -52,7 +53,7 @@ pub fn include_object(req: &Request) -> Result<table::IncludeObject, Status> {
     req.param("includeObject").unwrap_or("").parse().map_err(Status::bad_request)
 }
 
-fn existing(ctx: &Ctx, t: &Target, name: &str) -> Result<Arc<Object>, Status> {
+pub fn existing(ctx: &Ctx, t: &Target, name: &str) -> Result<Arc<Object>, Status> {
     ctx.store
         .get(t.resource, namespace_of(t), name)
         .ok_or_else(|| Status::not_found(t.resource, name))
@@ -258,6 +259,11 @@ async fn create_value(ctx: &Ctx, req: &Request, t: &Target, mut v: Value) -> Res
 /// status subresource keeps everything but the status.
 async fn write_update(ctx: &Ctx, t: &Target, old: &Object, mut new: Value) -> Result<Reply, Status> {
     let r = t.resource;
+    // A stale resourceVersion is a conflict, whatever else is wrong (as in
+    // Kubernetes, which checks it before validating).
+    if model::meta_str(&new, "resourceVersion").is_some_and(|rv| !rv.is_empty() && rv != old.rv.to_string()) {
+        return Err(crate::store::StoreError::Conflict { resource: r, name: old.name.clone() }.into());
+    }
     let old_v = old.value();
     if r.has(Subresource::Status) {
         if t.sub == Some(Subresource::Status) {
@@ -503,27 +509,4 @@ async fn bind(ctx: &Ctx, req: &Request, t: &Target, name: &str) -> Result<Reply,
     let obj = crate::scheduler::bind(&ctx.store, namespace_of(t), name, node)?;
     ctx.store.durable(obj.rv).await;
     Ok(value_reply(201, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
-}
-
-/// Logs and exec need a running container; until this board runs pods,
-/// none is. The messages are the kubelet's.
-fn not_running(ctx: &Ctx, req: &Request, t: &Target, name: &str) -> Result<Reply, Status> {
-    let pod = existing(ctx, t, name)?.value();
-    let containers: Vec<&str> = pod
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|c| c["name"].as_str()).collect())
-        .unwrap_or_default();
-    let container = match req.param("container") {
-        Some(c) if containers.contains(&c) => c,
-        Some(c) => return Err(Status::bad_request(format!("container {c} is not valid for pod {name}"))),
-        None if containers.len() == 1 => containers[0],
-        None => {
-            return Err(Status::bad_request(format!(
-                "a container name must be specified for pod {name}, choose one of: [{}]",
-                containers.join(" ")
-            )));
-        }
-    };
-    Err(Status::bad_request(format!("container \"{container}\" in pod \"{name}\" is waiting to start: ContainerCreating")))
 }

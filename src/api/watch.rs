@@ -186,6 +186,7 @@ mod tests {
             accept: String::new(),
             content_type: String::new(),
             body: vec![],
+            websocket: None,
         };
         Filter::from_request(&req, res("Pod")).unwrap()
     }

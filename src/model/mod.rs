@@ -4,6 +4,7 @@
 //! trip; typed views are made where a decision needs them.
 
 pub mod defaults;
+pub mod quantity;
 pub mod schema;
 pub mod selector;
 pub mod validate;

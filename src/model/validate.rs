@@ -221,43 +221,7 @@ pub fn api_group(kind: &str) -> &'static str {
     }
 }
 
-/// Parses a Kubernetes quantity ("100m", "1.5Gi", "2e3", "-1") into its
-/// value; `None` if it is not one.
-pub fn parse_quantity(s: &str) -> Option<f64> {
-    let negative = s.starts_with('-');
-    let unsigned = s.strip_prefix(['+', '-']).unwrap_or(s);
-    let split = unsigned
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(unsigned.len());
-    let (number, suffix) = unsigned.split_at(split);
-    if !number.bytes().any(|b| b.is_ascii_digit()) || number.matches('.').count() > 1 {
-        return None;
-    }
-    let (binary_exp, decimal_exp) = match suffix {
-        "" => (0, 0),
-        "n" => (0, -9),
-        "u" => (0, -6),
-        "m" => (0, -3),
-        "k" => (0, 3),
-        "M" => (0, 6),
-        "G" => (0, 9),
-        "T" => (0, 12),
-        "P" => (0, 15),
-        "E" => (0, 18),
-        "Ki" => (10, 0),
-        "Mi" => (20, 0),
-        "Gi" => (30, 0),
-        "Ti" => (40, 0),
-        "Pi" => (50, 0),
-        "Ei" => (60, 0),
-        _ => (0, suffix.strip_prefix(['e', 'E'])?.parse::<i32>().ok()?),
-    };
-    // Parsing "digits e exponent" rounds once, so 100m equals 0.1 exactly as f64.
-    let value = format!("{number}e{decimal_exp}").parse::<f64>().ok()? * 2f64.powi(binary_exp);
-    value
-        .is_finite()
-        .then_some(if negative { -value } else { value })
-}
+pub use super::quantity::parse as parse_quantity;
 
 // ---------------------------------------------------------------------------
 // JSON access

@@ -4,15 +4,16 @@
 //! On disk, under ROOT:
 //! - `state/<id>/`: libcontainer's state (state.json, notify socket).
 //! - `containers/<id>/`: `upper/`, `work/`, `rootfs/` (the overlay), `bundle/config.json`,
-//!   `meta.json` (ours: pod, name, pid and its start time, OOM baseline) and `exit.json` (the
-//!   exit once reaped, so that a restarted helper still knows it).
+//!   `stdout.fifo` and `stderr.fifo` (see `output.rs`), `meta.json` (ours: pod, name, pid and its
+//!   start time, OOM baseline, log file) and `exit.json` (the exit once reaped, so that a
+//!   restarted helper still knows it).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use libcontainer::container::Container;
 use libcontainer::container::builder::ContainerBuilder;
@@ -25,10 +26,12 @@ use serde::{Deserialize, Serialize};
 use super::cgroups::{CgroupLayout, read_oom_kills, remove_dirs};
 use super::error::RuntimeError;
 use super::mounts::{self, HostMounter, Mounter};
+use super::output::{LogTarget, Output, create_fifos};
 use super::process::{pidfd_open, start_time};
 use super::protocol::{ContainerInfo, ContainerSpec, Event, ExitInfo, Status};
 use super::sandbox::{self, SandboxPaths};
 use super::spec::container_spec;
+use crate::kubelet::logs::Stream;
 
 /// What the helper records about a container beside libcontainer's state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,6 +45,9 @@ struct Meta {
     started_at: Option<SystemTime>,
     /// The cgroup's OOM kill count at creation: a restarted container may reuse the cgroup path.
     oom_kills_at_create: u64,
+    /// `None` for containers created by a helper that gave them the log file itself.
+    #[serde(default)]
+    log: Option<LogTarget>,
 }
 
 struct Managed {
@@ -51,6 +57,8 @@ struct Managed {
     /// Whether the helper is the process's parent, so that its exit code can be reaped.
     reapable: bool,
     exit: Option<ExitInfo>,
+    /// Open while the process runs.
+    output: Option<Output>,
 }
 
 struct ExecProcess {
@@ -58,11 +66,12 @@ struct ExecProcess {
     pidfd: OwnedFd,
 }
 
-/// A process the poll loop waits for.
+/// What the poll loop waits for: a process to exit, or a container's output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Watch {
     Container(String),
     Exec(u64),
+    Output(String, Stream),
 }
 
 /// A started exec: the read ends of its stdout and stderr.
@@ -166,6 +175,7 @@ impl Containers {
             pidfd: None,
             reapable: false,
             exit: None,
+            output: None,
         };
         m.exit = read_json::<ExitInfo>(&self.dir(id).join("exit.json"));
         if m.exit.is_none() {
@@ -178,13 +188,19 @@ impl Containers {
                     log::error!("{e}");
                 }
                 m.exit = Some(exit);
+            } else if let Some(target) = &m.meta.log {
+                // What the container wrote while no helper ran waits in the FIFOs.
+                match Output::open(&self.dir(id), target) {
+                    Ok(output) => m.output = Some(output),
+                    Err(e) => log::error!("container {id}: its output is not logged: {e}"),
+                }
             }
         }
         log::info!("reattached container {id} (running: {})", m.pidfd.is_some());
         self.table.insert(id.to_owned(), m);
     }
 
-    /// Processes to wait for, with their pidfds.
+    /// What to poll for reading: pidfds and output FIFOs.
     pub fn watches(&self) -> Vec<(Watch, BorrowedFd<'_>)> {
         let containers = self
             .table
@@ -194,12 +210,37 @@ impl Containers {
             .execs
             .iter()
             .map(|(n, e)| (Watch::Exec(*n), e.pidfd.as_fd()));
-        containers.chain(execs).collect()
+        let outputs = self.table.iter().flat_map(|(id, m)| {
+            m.output
+                .iter()
+                .flat_map(|o| o.fds())
+                .map(|(stream, fd)| (Watch::Output(id.clone(), stream), fd))
+        });
+        containers.chain(execs).chain(outputs).collect()
     }
 
-    /// Handles a readable pidfd: reaps the process and says how it ended.
-    pub fn on_exit(&mut self, watch: &Watch) -> Option<Event> {
+    /// When the poll loop must wake up without an fd ready: to log a line left unfinished.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.table
+            .values()
+            .filter_map(|m| m.output.as_ref()?.flush_due())
+            .min()
+    }
+
+    /// Handles what is due at `now` (see `next_deadline`).
+    pub fn on_deadline(&mut self, now: Instant) {
+        for output in self.table.values_mut().filter_map(|m| m.output.as_mut()) {
+            output.flush_if_due(now);
+        }
+    }
+
+    /// Handles a ready watch: logs output, or reaps an exited process and says how it ended.
+    pub fn on_ready(&mut self, watch: &Watch) -> Option<Event> {
         match watch {
+            Watch::Output(id, stream) => {
+                self.table.get_mut(id)?.output.as_mut()?.read(*stream);
+                None
+            }
             Watch::Exec(n) => {
                 let e = self.execs.remove(n)?;
                 let (exit_code, signal) = reap(e.pid);
@@ -212,6 +253,10 @@ impl Containers {
             Watch::Container(id) => {
                 let m = self.table.get_mut(id)?;
                 m.pidfd = None;
+                // Its last lines are in the log before anyone hears of the exit.
+                if let Some(output) = m.output.take() {
+                    output.finish();
+                }
                 let (code, signal) = if m.reapable {
                     reap(Pid::from_raw(m.meta.pid))
                 } else {
@@ -362,17 +407,16 @@ impl Containers {
             source,
         })?;
 
-        let log = open_log(&spec.log_path)?;
-        let log2 = log
-            .try_clone()
-            .map_err(RuntimeError::io("duplicate", &spec.log_path))?;
+        let [stdout, stderr] = create_fifos(&dir)?;
+        let log = LogTarget::of(spec);
+        let output = Output::open(&dir, &log)?;
         let null = fs::File::open("/dev/null").map_err(RuntimeError::io("open", "/dev/null"))?;
         let container = ContainerBuilder::new(id.to_owned(), SyscallType::default())
             .with_root_path(self.state_root())
             .map_err(RuntimeError::libcontainer("set the state root of", id))?
             .with_stdin(null)
-            .with_stdout(log)
-            .with_stderr(log2)
+            .with_stdout(stdout)
+            .with_stderr(stderr)
             .as_init(&bundle)
             .with_systemd(false)
             .with_detach(true)
@@ -395,6 +439,7 @@ impl Containers {
             oom_kills_at_create: read_oom_kills(
                 self.layout.oom_file(pod_uid, &spec.name).as_deref(),
             ),
+            log: Some(log),
         };
         write_json(&dir.join("meta.json"), &meta)?;
         let m = Managed {
@@ -402,6 +447,7 @@ impl Containers {
             pidfd: Some(pidfd),
             reapable: true,
             exit: None,
+            output: Some(output),
         };
         let info = info(&m);
         self.table.insert(id.to_owned(), m);
@@ -464,7 +510,8 @@ impl Containers {
     }
 
     /// Kills (if needed) and removes the container: libcontainer state and cgroup, overlay,
-    /// directories. Its log file stays: it belongs to the caller.
+    /// directories. Its log file stays, with everything the container wrote: it belongs to the
+    /// caller.
     pub fn delete(&mut self, id: &str) -> Result<(), RuntimeError> {
         let m = self.managed(id)?;
         if let Some(pidfd) = m.pidfd.take() {
@@ -486,6 +533,9 @@ impl Containers {
             if reapable {
                 reap(pid);
             }
+        }
+        if let Some(output) = self.managed(id)?.output.take() {
+            output.finish();
         }
         self.remove_leftovers(id)?;
         self.table.remove(id);
@@ -633,17 +683,6 @@ fn wait_readable(pidfd: &OwnedFd) -> bool {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
     matches!(poll(&mut fds, PollTimeout::from(5_000u16)), Ok(n) if n > 0)
-}
-
-fn open_log(path: &Path) -> Result<fs::File, RuntimeError> {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(RuntimeError::io("create", parent))?;
-    }
-    fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(RuntimeError::io("open log", path))
 }
 
 #[cfg(test)]

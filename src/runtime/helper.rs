@@ -1,12 +1,13 @@
-//! The runtime helper process: one thread, one poll loop over the listening socket, the client
-//! and a pidfd per process it waits for. Requests are handled one at a time, in order.
+//! The runtime helper process: one thread, one poll loop over the listening socket, the client,
+//! a pidfd per process it waits for and the output FIFOs of running containers. Requests are
+//! handled one at a time, in order.
 
 use std::fs;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -124,7 +125,12 @@ fn run(root: &Path) -> Result<(), RuntimeError> {
                 .iter()
                 .map(|(_, fd)| PollFd::new(*fd, PollFlags::POLLIN)),
         );
-        match poll(&mut fds, PollTimeout::NONE) {
+        // Rounded up: woken a little early, the loop would spin until the deadline.
+        let timeout = containers.next_deadline().map_or(PollTimeout::NONE, |at| {
+            let left = at.saturating_duration_since(Instant::now()) + Duration::from_millis(1);
+            PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
+        });
+        match poll(&mut fds, timeout) {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(RuntimeError::io("poll in", &root)(e.into())),
             Ok(_) => {}
@@ -132,7 +138,7 @@ fn run(root: &Path) -> Result<(), RuntimeError> {
         let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
         let accept = ready(&fds[0]);
         let client_ready = client.is_some() && ready(&fds[1]);
-        let exited: Vec<Watch> = fds[first_watch..]
+        let ready_watches: Vec<Watch> = fds[first_watch..]
             .iter()
             .zip(&watches)
             .filter(|(fd, _)| ready(fd))
@@ -141,8 +147,9 @@ fn run(root: &Path) -> Result<(), RuntimeError> {
         drop(fds);
         drop(watches);
 
-        for watch in exited {
-            if let Some(event) = containers.on_exit(&watch) {
+        containers.on_deadline(Instant::now());
+        for watch in ready_watches {
+            if let Some(event) = containers.on_ready(&watch) {
                 log::info!("{event:?}");
                 if let Some(c) = client.as_mut().filter(|c| c.greeted)
                     && send(c, &HelperMessage::Event(event), None).is_err()

@@ -9,8 +9,9 @@
 //!
 //! Code map: `protocol` (messages), `frame` (bytes on the socket), `client` (daemon side),
 //! `helper` (poll loop), `containers` (the table of containers, every libcontainer call),
-//! `sandbox` (pod namespaces, shm, /etc files), `spec` (OCI spec, pure), `cgroups` (layout, values,
-//! OOM counter), `mounts` (overlay, tmpfs, binds), `process` (pidfds, start times).
+//! `output` (stdout and stderr through FIFOs into CRI log files), `sandbox` (pod namespaces, shm,
+//! /etc files), `spec` (OCI spec, pure), `cgroups` (layout, values, OOM counter), `mounts`
+//! (overlay, tmpfs, binds), `process` (pidfds, start times).
 
 mod cgroups;
 mod client;
@@ -19,6 +20,7 @@ mod error;
 mod frame;
 mod helper;
 mod mounts;
+mod output;
 mod process;
 pub mod protocol;
 mod sandbox;

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on every change of a message below.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// First frame from the client. Its layout is frozen across versions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,8 +101,13 @@ pub struct ContainerSpec {
     pub user: User,
     pub mounts: Vec<VolumeMount>,
     pub resources: Resources,
-    /// Where stdout and stderr go, appended raw. The caller owns rotation (copy-truncate).
+    /// Where the helper logs stdout and stderr, in the CRI format of `crate::kubelet::logs`,
+    /// rotating it to `PATH.1`, `PATH.2`... (higher is older).
     pub log_path: PathBuf,
+    /// Size at which the log file is rotated; 0 means 1 MiB.
+    pub log_max_bytes: u64,
+    /// Log files kept, `log_path` included; 0 means 2.
+    pub log_max_files: u32,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

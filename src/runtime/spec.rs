@@ -258,6 +258,7 @@ mod tests {
                 pids_limit: Some(64),
             },
             log_path: "/logs/web.log".into(),
+            ..Default::default()
         }
     }
 

@@ -11,7 +11,7 @@ const PODS: &str = "/api/v1/namespaces/default/pods";
 
 fn pod(name: &str) -> Vec<u8> {
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-           "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
+           "spec": {"containers": [{"name": "c", "image": "busybox", "imagePullPolicy": "Never"}]}})
     .to_string()
     .into_bytes()
 }
@@ -94,39 +94,49 @@ fn requests_without_the_token_are_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("No resources found in default namespace."));
 }
 
+const CONFIGMAPS: &str = "/api/v1/namespaces/default/configmaps";
+
+fn configmap(name: &str) -> Vec<u8> {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": name}}).to_string().into_bytes()
+}
+
 #[test]
 fn everything_survives_kill_9_and_watches_resume() {
     if missing("curl") {
         return;
     }
+    // ConfigMaps: objects no loop on the server changes by itself.
     let mut s = Server::start();
     for i in 0..20 {
-        let (code, _) = s.request("POST", PODS, Some("application/json"), &pod(&format!("p{i}")));
+        let (code, _) = s.request("POST", CONFIGMAPS, Some("application/json"), &configmap(&format!("c{i}")));
         assert_eq!(code, 201);
     }
-    let (code, _) = s.request("DELETE", &format!("{PODS}/p3"), None, b"");
+    let (code, _) = s.request("DELETE", &format!("{CONFIGMAPS}/c3"), None, b"");
     assert_eq!(code, 200);
-    let before = s.get_json(PODS);
-    let rv = before["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let before = s.get_json(CONFIGMAPS);
+    let rv: u64 = before["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
     s.kill9();
     let port = s.port;
     s.spawn(&[]);
     assert_eq!(s.port, port);
-    let after = s.get_json(PODS);
+    let after = s.get_json(CONFIGMAPS);
     assert_eq!(after["items"], before["items"], "every object and resourceVersion survives kill -9");
-    assert_eq!(after["metadata"]["resourceVersion"].as_str().unwrap(), rv);
+    assert_eq!(after["items"].as_array().unwrap().len(), 19);
+    let after_rv: u64 = after["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    assert!(after_rv >= rv, "resourceVersion never goes back ({after_rv} < {rv})");
+    let rv = after_rv.to_string();
 
     // A watch from the last resourceVersion resumes and sees new writes.
     let mut watch = Command::new("curl")
         .args(["-sN", "--cacert"])
         .arg(s.data_dir().join("tls/ca.crt"))
         .args(["-H", &format!("Authorization: Bearer {}", s.token)])
-        .arg(format!("{}{PODS}?watch=true&resourceVersion={rv}", s.url()))
+        .arg(format!("{}{CONFIGMAPS}?watch=true&resourceVersion={rv}", s.url()))
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
-    let (code, created) = s.request("POST", PODS, Some("application/json"), &pod("after-restart"));
+    let (code, created) = s.request("POST", CONFIGMAPS, Some("application/json"), &configmap("after-restart"));
     assert_eq!(code, 201);
     let ev: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
     assert_eq!(ev["type"], "ADDED");
@@ -136,7 +146,7 @@ fn everything_survives_kill_9_and_watches_resume() {
     let _ = watch.kill();
     let _ = watch.wait();
     // A resourceVersion from before the restart's log is too old: 410 Gone.
-    let (code, v) = s.request("GET", &format!("{PODS}?watch=true&resourceVersion=2"), None, b"");
+    let (code, v) = s.request("GET", &format!("{CONFIGMAPS}?watch=true&resourceVersion=2"), None, b"");
     assert_eq!(code, 410, "{v}");
     assert!(v["message"].as_str().unwrap().starts_with("too old resource version"));
 
@@ -178,7 +188,7 @@ config.load_kube_config(config_file=sys.argv[1])
 v1 = client.CoreV1Api()
 names = [p.metadata.name for p in v1.list_namespaced_pod("default").items]
 assert names == [], names
-body = client.V1Pod(metadata=client.V1ObjectMeta(name="py"), spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="busybox")]))
+body = client.V1Pod(metadata=client.V1ObjectMeta(name="py"), spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="busybox", image_pull_policy="Never")]))
 created = v1.create_namespaced_pod("default", body)
 assert created.metadata.uid and created.status.phase == "Pending"
 rv = v1.list_namespaced_pod("default").metadata.resource_version

@@ -3,5 +3,6 @@
 mod api;
 mod images;
 mod kubectl;
+mod pods;
 mod runtime;
 mod support;

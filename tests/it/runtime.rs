@@ -6,7 +6,7 @@ use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bramble::runtime::protocol::{ContainerSpec, Event, Resources, Status, User, VolumeMount};
 use bramble::runtime::{CgroupLayout, HelperCommand, RuntimeClient};
@@ -147,6 +147,73 @@ impl Drop for Fixture {
     }
 }
 
+/// One record of a CRI log file: `TIME STREAM TAG CONTENT`.
+#[derive(Debug)]
+struct Record {
+    time: SystemTime,
+    stream: String,
+    tag: String,
+    content: String,
+}
+
+/// The records of a log file (none if it does not exist yet). Every timestamp must be RFC 3339
+/// UTC with nanoseconds, as the CRI format has it.
+fn records(path: &Path) -> Vec<Record> {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.splitn(4, ' ').collect();
+            let [time, stream, tag, content] = fields[..] else {
+                panic!("not a CRI record: {line:?}");
+            };
+            let nanos = time
+                .strip_suffix('Z')
+                .and_then(|t| t.split_once('.'))
+                .map(|(_, frac)| frac);
+            assert!(
+                nanos.is_some_and(|n| n.len() == 9 && n.bytes().all(|b| b.is_ascii_digit())),
+                "not an RFC 3339 UTC time with nanoseconds: {line:?}"
+            );
+            Record {
+                time: humantime::parse_rfc3339(time).unwrap(),
+                stream: stream.into(),
+                tag: tag.into(),
+                content: content.into(),
+            }
+        })
+        .collect()
+}
+
+/// What one stream printed, from the log's records.
+fn printed(path: &Path, stream: &str) -> String {
+    let mut text = String::new();
+    for r in records(path).iter().filter(|r| r.stream == stream) {
+        text.push_str(&r.content);
+        if r.tag == "F" {
+            text.push('\n');
+        }
+    }
+    text
+}
+
+/// Waits until the log holds `n` records.
+fn wait_records(path: &Path, n: usize) -> Vec<Record> {
+    let deadline = Instant::now() + EVENT_TIMEOUT;
+    loop {
+        let got = records(path);
+        if got.len() >= n {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} has {} records, not {n}: {got:#?}",
+            path.display(),
+            got.len()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn exit_code(e: &Event) -> (Option<i32>, Option<i32>, bool) {
     match e {
         Event::Exited {
@@ -257,10 +324,11 @@ fn container_exit_code_is_reported() {
     let state = fx.client.state("exit-3").unwrap();
     assert_eq!(state.status, Status::Exited);
     assert_eq!(state.exit.unwrap().exit_code, Some(3));
-    let log = fs::read_to_string(fx.log("app")).unwrap();
-    let (output, sig_ign) = log.split_once("SigIgn:\t").unwrap();
+    assert_eq!(printed(&fx.log("app"), "stderr"), "to-stderr\n");
+    let stdout = printed(&fx.log("app"), "stdout");
+    let (output, sig_ign) = stdout.split_once("SigIgn:\t").unwrap();
     assert_eq!(
-        output, "to-stdout\nto-stderr\n1000\n1001 5\n",
+        output, "to-stdout\n1000\n1001 5\n",
         "output, uid and groups"
     );
     // No standard signal (SIGPIPE above all) may be ignored; 32 and 33 belong to the C library.
@@ -450,7 +518,172 @@ fn host_network_pod_sees_the_host_hostname() {
     assert_eq!(exit_code(&fx.wait_exit("hostnet-app")).0, Some(0));
     let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
     assert_eq!(
-        fs::read_to_string(fx.log("app")).unwrap(),
+        printed(&fx.log("app"), "stdout"),
         format!("{host}\n{host}\n")
     );
+}
+
+#[test]
+fn stdout_and_stderr_are_logged_as_timestamped_cri_lines_in_order() {
+    let Some(mut fx) = fixture("order") else {
+        return;
+    };
+    let pod = fx.pod("order", "order");
+    // Each line waits until it is in the log, so the order across the two streams is defined.
+    let mut spec = fx.spec(
+        "app",
+        "say() { echo \"$2\" >&\"$1\"; until grep -q \"$2\" /logs/app.log; do sleep 0.01; done; }; \
+         say 1 out-1; say 2 err-1; say 1 out-2; say 2 err-2",
+    );
+    let logs = fx.log("app").parent().unwrap().to_owned();
+    fs::create_dir_all(&logs).unwrap();
+    spec.mounts = vec![VolumeMount {
+        host_path: logs,
+        container_path: "/logs".into(),
+        read_only: true,
+    }];
+    let before = SystemTime::now();
+    fx.run("order-app", &pod, spec);
+    assert_eq!(exit_code(&fx.wait_exit("order-app")).0, Some(0));
+
+    let got = records(&fx.log("app"));
+    let lines: Vec<(&str, &str, &str)> = got
+        .iter()
+        .map(|r| (r.stream.as_str(), r.tag.as_str(), r.content.as_str()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            ("stdout", "F", "out-1"),
+            ("stderr", "F", "err-1"),
+            ("stdout", "F", "out-2"),
+            ("stderr", "F", "err-2"),
+        ]
+    );
+    assert!(before <= got[0].time, "{got:#?}");
+    assert!(got.windows(2).all(|w| w[0].time <= w[1].time), "{got:#?}");
+}
+
+#[test]
+fn logs_survive_a_helper_restart() {
+    let Some(mut fx) = fixture("logrestart") else {
+        return;
+    };
+    let pod = fx.pod("logrestart", "logrestart");
+    let shared = fx.root.parent().unwrap().join("shared");
+    fs::create_dir_all(&shared).unwrap();
+    let mut spec = fx.spec(
+        "app",
+        "echo before; until [ -e /shared/go ]; do sleep 0.05; done; \
+         echo after; touch /shared/wrote; exec sleep 1000",
+    );
+    spec.mounts = vec![VolumeMount {
+        host_path: shared.clone(),
+        container_path: "/shared".into(),
+        read_only: false,
+    }];
+    fx.run("logrestart-app", &pod, spec);
+    wait_records(&fx.log("app"), 1);
+
+    // The helper dies; the container writes meanwhile, into its FIFO.
+    let old_helper = fx.client.helper_pid();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old_helper as i32),
+        Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(fx.client.next_event(Some(EVENT_TIMEOUT)).is_err());
+    let killed = SystemTime::now();
+    fs::write(shared.join("go"), "").unwrap();
+    let deadline = Instant::now() + EVENT_TIMEOUT;
+    while !shared.join("wrote").exists() {
+        assert!(Instant::now() < deadline, "the container did not go on");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        records(&fx.log("app")).len(),
+        1,
+        "nobody reads while no helper runs"
+    );
+
+    // A new helper reattaches and logs what waited in the FIFO.
+    let restarted = SystemTime::now();
+    fx.client = RuntimeClient::connect_with(&fx.root, &helper(&fx.root)).unwrap();
+    assert_ne!(fx.client.helper_pid(), old_helper);
+    let got = wait_records(&fx.log("app"), 2);
+    assert_eq!(got.len(), 2, "{got:#?}");
+    assert_eq!(
+        (got[0].stream.as_str(), got[0].content.as_str()),
+        ("stdout", "before")
+    );
+    assert_eq!(
+        (got[1].stream.as_str(), got[1].content.as_str()),
+        ("stdout", "after")
+    );
+    assert!(got[0].time < killed, "{got:#?}");
+    assert!(restarted <= got[1].time, "{got:#?}");
+
+    // Logging goes on: the FIFOs are in the new helper's poll loop.
+    let mut exec = fx
+        .client
+        .exec(
+            "logrestart-app",
+            vec!["sh".into(), "-c".into(), "echo again > /proc/1/fd/1".into()],
+            vec![],
+        )
+        .unwrap();
+    std::io::Read::read_to_end(&mut exec.stdout, &mut Vec::new()).unwrap();
+    assert_eq!(wait_records(&fx.log("app"), 3)[2].content, "again");
+}
+
+#[test]
+fn last_lines_are_logged_before_the_exit_is_reported() {
+    let Some(mut fx) = fixture("lastlines") else {
+        return;
+    };
+    let pod = fx.pod("lastlines", "lastlines");
+    // More than a pipe holds, so the container waits for the helper on the way, and an
+    // unfinished last line on each stream.
+    let mut spec = fx.spec(
+        "app",
+        "seq 1 20000; printf 'no newline'; printf 'last words' >&2",
+    );
+    spec.log_max_bytes = 8 << 20;
+    fx.run("lastlines-app", &pod, spec);
+    assert_eq!(exit_code(&fx.wait_exit("lastlines-app")).0, Some(0));
+
+    let stdout = printed(&fx.log("app"), "stdout");
+    let expected: String = (1..=20000).map(|n| format!("{n}\n")).collect();
+    assert_eq!(stdout.strip_suffix("no newline"), Some(expected.as_str()));
+    assert_eq!(printed(&fx.log("app"), "stderr"), "last words");
+}
+
+#[test]
+fn log_rotation_keeps_at_most_the_configured_files() {
+    let Some(mut fx) = fixture("rotation") else {
+        return;
+    };
+    let pod = fx.pod("rotation", "rotation");
+    let mut spec = fx.spec("app", "seq 1 500");
+    (spec.log_max_bytes, spec.log_max_files) = (1000, 3);
+    fx.run("rotation-app", &pod, spec);
+    assert_eq!(exit_code(&fx.wait_exit("rotation-app")).0, Some(0));
+
+    let log = fx.log("app");
+    let rotated = |n: u32| PathBuf::from(format!("{}.{n}", log.display()));
+    assert!(!rotated(3).exists(), "more than 3 files kept");
+    // Oldest first, the kept records are the last lines, without a gap.
+    let mut numbers = Vec::new();
+    for path in [rotated(2), rotated(1), log.clone()] {
+        let size = fs::metadata(&path).unwrap().len();
+        assert!(size <= 1000, "{} has {size} bytes", path.display());
+        numbers.extend(
+            records(&path)
+                .iter()
+                .map(|r| r.content.parse::<u32>().unwrap()),
+        );
+    }
+    let first = numbers[0];
+    assert!(first > 1, "nothing was rotated away");
+    assert_eq!(numbers, (first..=500).collect::<Vec<_>>());
 }

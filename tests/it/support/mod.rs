@@ -258,10 +258,80 @@ impl Drop for Server {
         if std::thread::panicking() {
             eprintln!("--- server log ---\n{}", self.log());
         }
+        reset_runtime(&self.data_dir());
     }
 }
 
+/// Stops what a test server's runtime left running: containers outlive the
+/// daemon by design (and the runtime helper with them), so a test that ends
+/// must stop them, unmount what is left and remove the pods' cgroups.
+pub fn reset_runtime(data_dir: &std::path::Path) {
+    let data = data_dir.display().to_string();
+    let pods: Vec<String> = std::fs::read_dir(data_dir.join("runtime/sandboxes"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let cgroups: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|h| h.path())
+        .chain([PathBuf::from("/sys/fs/cgroup")])
+        .flat_map(|h| pods.iter().map(move |uid| h.join("bramble").join(uid)))
+        .filter(|p| p.is_dir())
+        .collect();
+    // The helper first, so it restarts nothing; then every process of the pods.
+    for proc_dir in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let cmdline = std::fs::read(proc_dir.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if cmdline.contains("runtime-helper") && cmdline.contains(&data) {
+            unsafe_kill(proc_dir.file_name().to_string_lossy().parse().unwrap_or(0), "KILL");
+        }
+    }
+    for cg in &cgroups {
+        for procs in walk(cg).iter().map(|d| d.join("cgroup.procs")) {
+            for pid in std::fs::read_to_string(procs).unwrap_or_default().lines() {
+                unsafe_kill(pid.parse().unwrap_or(0), "KILL");
+            }
+        }
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|m| m.starts_with(&data))
+        .collect();
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in mounts {
+        let _ = Command::new("umount").args(["-l", &m]).status();
+    }
+    for cg in &cgroups {
+        let mut dirs = walk(cg);
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        for d in dirs {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+/// A directory and every directory below it.
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            out.extend(walk(&e.path()));
+        }
+    }
+    out
+}
+
 pub fn unsafe_kill(pid: u32, signal: &str) {
+    if pid == 0 {
+        return;
+    }
     let _ = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status();
 }
 

@@ -1,0 +1,83 @@
+//! Kubernetes Events (what `kubectl describe` lists under Events): one
+//! recorder for every component. A repeat of the same event on the same
+//! object bumps its count instead of adding an object, as Kubernetes' event
+//! correlator does, so a crash-looping pod costs one object, not hundreds.
+
+use serde_json::{Value, json};
+
+use crate::model::{self, res};
+use crate::store::{Object, Store};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Type {
+    Normal,
+    Warning,
+}
+
+/// Records `reason`/`message` about `about` from `component` (e.g.
+/// "kubelet", "default-scheduler"). Failures are logged, never fatal: events
+/// are advisory.
+pub fn record(store: &Store, about: &Object, ty: Type, reason: &str, message: &str, component: &str, host: &str) {
+    let events = res("Event");
+    let ns = if about.namespace.is_empty() { "default" } else { &about.namespace };
+    let now = model::now();
+    // Same object, reason and message: bump the existing one.
+    let existing = store.list(events, Some(ns)).into_iter().find(|e| {
+        let v = e.value();
+        v.pointer("/involvedObject/uid").and_then(Value::as_str) == Some(about.uid.as_str())
+            && v["reason"] == reason
+            && v["message"] == message
+    });
+    let result = match existing {
+        Some(e) => {
+            let mut v = e.value();
+            let count = v["count"].as_i64().unwrap_or(1) + 1;
+            v["count"] = count.into();
+            v["lastTimestamp"] = now.into();
+            store.update(events, v)
+        }
+        None => {
+            let v = json!({
+                "metadata": {
+                    "name": format!("{}.{:x}", about.name, u64::from_le_bytes(model::random_bytes::<8>())),
+                    "namespace": ns,
+                },
+                "involvedObject": {
+                    "kind": about.resource.kind,
+                    "namespace": about.namespace,
+                    "name": about.name,
+                    "uid": about.uid,
+                    "apiVersion": about.resource.api_version(),
+                    "resourceVersion": about.rv.to_string(),
+                },
+                "reason": reason,
+                "message": message,
+                "source": {"component": component, "host": host},
+                "firstTimestamp": now,
+                "lastTimestamp": now,
+                "count": 1,
+                "type": match ty { Type::Normal => "Normal", Type::Warning => "Warning" },
+                "reportingComponent": component,
+                "reportingInstance": host,
+            });
+            store.create(events, v)
+        }
+    };
+    if let Err(e) = result {
+        log::warn!("recording event {reason} for {}/{}: {e}", about.namespace, about.name);
+    }
+}
+
+/// Events older than this go (Kubernetes keeps them an hour).
+pub const TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Deletes events whose last occurrence is older than [`TTL`].
+pub fn expire(store: &Store, now: std::time::SystemTime) {
+    for e in store.list(res("Event"), None) {
+        let v = e.value();
+        let last = v["lastTimestamp"].as_str().and_then(|t| humantime::parse_rfc3339_weak(t).ok());
+        if last.is_some_and(|t| now.duration_since(t).is_ok_and(|age| age > TTL)) {
+            let _ = store.delete(res("Event"), &e.namespace, &e.name, Some(&e.uid));
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! Real pods on this machine: kubectl drives a server whose kubelet runs
+//! them through the runtime helper, from busybox images imported offline.
+
+use serde_json::Value;
+use std::process::Command;
+
+use crate::support::{Server, bramble, fixtures, missing, wait_for};
+
+/// A server with the busybox test image imported; None when a tool is
+/// missing (a failure under CI=true).
+fn server_with_busybox() -> Option<(Server, String)> {
+    if missing("kubectl") {
+        return None;
+    }
+    let fx = fixtures::busybox_image()?;
+    let s = Server::start();
+    let out = Command::new(bramble())
+        .args(["image", "import"])
+        .arg(&fx.oci_archive)
+        .arg("--data-dir")
+        .arg(s.data_dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "image import: {}", String::from_utf8_lossy(&out.stderr));
+    Some((s, fx.reference.clone()))
+}
+
+fn pod_json(s: &Server, name: &str) -> Value {
+    serde_json::from_str(&s.kubectl_ok(&["get", "pod", name, "-o", "json"])).unwrap()
+}
+
+#[track_caller]
+fn wait_phase(s: &Server, name: &str, phase: &str, secs: u64) -> Value {
+    wait_for(secs, &format!("pod {name} {phase}"), || {
+        let p = pod_json(s, name);
+        (p["status"]["phase"] == phase).then_some(p)
+    })
+}
+
+#[test]
+fn kubectl_run_serves_logs_and_execs() {
+    let Some((s, image)) = server_with_busybox() else { return };
+    let out = s.kubectl_ok(&[
+        "run", "kubia", &format!("--image={image}"), "--port=8080", "--command", "--",
+        "sh", "-c", "echo started on $(hostname); exec httpd -f -p 8080",
+    ]);
+    assert_eq!(out.trim(), "pod/kubia created");
+    wait_phase(&s, "kubia", "Running", 30);
+    let get = s.kubectl_ok(&["get", "pods"]);
+    let row: Vec<&str> = get.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..4], ["kubia", "1/1", "Running", "0"], "{get}");
+    let d = s.kubectl_ok(&["describe", "pod", "kubia"]);
+    assert!(d.contains("Started container kubia") && d.contains("Successfully assigned default/kubia to test-node"), "{d}");
+    let logs = wait_for(10, "the container's output in kubectl logs", || {
+        let l = s.kubectl_ok(&["logs", "kubia"]);
+        (!l.is_empty()).then_some(l)
+    });
+    assert_eq!(logs, "started on kubia\n");
+    assert_eq!(s.kubectl_ok(&["exec", "kubia", "--", "hostname"]), "kubia\n");
+    // The web server answers on the pod's own localhost.
+    let page = s.kubectl(&["exec", "kubia", "--", "wget", "-qO-", "http://127.0.0.1:8080/"]);
+    assert!(String::from_utf8_lossy(&page.stderr).contains("404 Not Found"), "httpd answered: {page:?}");
+    // The exit code of the command comes back.
+    let failed = s.kubectl(&["exec", "kubia", "--", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!(failed.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&failed.stdout), "out\n");
+    assert!(String::from_utf8_lossy(&failed.stderr).starts_with("err\n"));
+}
+
+#[test]
+fn containers_of_a_pod_share_hostname_localhost_and_volumes() {
+    let Some((s, image)) = server_with_busybox() else { return };
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata: {{name: pair}}
+spec:
+  volumes: [{{name: shared, emptyDir: {{}}}}]
+  containers:
+  - name: web
+    image: {image}
+    command: [sh, -c, 'echo hello-from-web > /www/index.html; exec httpd -f -p 8080 -h /www']
+    volumeMounts: [{{name: shared, mountPath: /www}}]
+  - name: client
+    image: {image}
+    command: [sh, -c, 'sleep 3600']
+    volumeMounts: [{{name: shared, mountPath: /data}}]
+"
+    );
+    s.apply(&manifest);
+    wait_phase(&s, "pair", "Running", 30);
+    assert_eq!(s.kubectl_ok(&["exec", "pair", "-c", "web", "--", "hostname"]), "pair\n");
+    assert_eq!(s.kubectl_ok(&["exec", "pair", "-c", "client", "--", "hostname"]), "pair\n");
+    let page = wait_for(10, "web answering on localhost", || {
+        let o = s.kubectl(&["exec", "pair", "-c", "client", "--", "wget", "-qO-", "http://127.0.0.1:8080/index.html"]);
+        o.status.success().then(|| String::from_utf8_lossy(&o.stdout).to_string())
+    });
+    assert_eq!(page, "hello-from-web\n");
+    assert_eq!(s.kubectl_ok(&["exec", "pair", "-c", "client", "--", "cat", "/data/index.html"]), "hello-from-web\n");
+}
+
+#[test]
+fn restart_policies_are_honoured() {
+    let Some((s, image)) = server_with_busybox() else { return };
+    let pod = |name: &str, policy: &str, script: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  restartPolicy: {policy}\n  containers:\n  - name: c\n    image: {image}\n    command: [sh, -c, '{script}']\n"
+        )
+    };
+    s.apply(&pod("always", "Always", "exit 1"));
+    s.apply(&pod("onfailure", "OnFailure", "exit 0"));
+    s.apply(&pod("never", "Never", "exit 3"));
+    wait_phase(&s, "onfailure", "Succeeded", 30);
+    let never = wait_phase(&s, "never", "Failed", 30);
+    assert_eq!(never["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"], 3);
+    assert_eq!(never["status"]["containerStatuses"][0]["state"]["terminated"]["reason"], "Error");
+    // Always: restarted, then held in back-off.
+    let crash = wait_for(40, "CrashLoopBackOff", || {
+        let p = pod_json(&s, "always");
+        let st = &p["status"]["containerStatuses"][0];
+        (st["state"]["waiting"]["reason"] == "CrashLoopBackOff").then(|| st.clone())
+    });
+    assert!(crash["restartCount"].as_u64().unwrap() >= 1, "{crash}");
+    assert_eq!(crash["lastState"]["terminated"]["exitCode"], 1);
+    let get = s.kubectl_ok(&["get", "pod", "always"]);
+    assert!(get.contains("CrashLoopBackOff"), "{get}");
+}
+
+#[test]
+fn a_container_over_its_memory_limit_is_oomkilled() {
+    let Some((s, image)) = server_with_busybox() else { return };
+    s.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: hog}}\nspec:\n  restartPolicy: Never\n  containers:\n  - name: c\n    image: {image}\n    resources: {{limits: {{memory: 32Mi}}}}\n    command: [sh, -c, 'x=a; while true; do x=$x$x; done']\n"
+    ));
+    let p = wait_phase(&s, "hog", "Failed", 60);
+    let term = &p["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(term["reason"], "OOMKilled", "{p}");
+    assert_eq!(term["exitCode"], 137);
+}
+
+/// Mounts, cgroups, pinned namespaces and state of bramble's on this machine
+/// for the server's data dir.
+fn leftovers(s: &Server) -> Vec<String> {
+    let data = s.data_dir().display().to_string();
+    let mut found: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&data))
+        .map(str::to_string)
+        .collect();
+    for dir in ["runtime/containers", "runtime/sandboxes", "runtime/state", "pods"] {
+        if let Ok(entries) = std::fs::read_dir(s.data_dir().join(dir)) {
+            found.extend(entries.flatten().map(|e| e.path().display().to_string()));
+        }
+    }
+    found
+}
+
+fn pod_cgroups(uid: &str) -> Vec<String> {
+    std::fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .flatten()
+        .map(|h| h.path().join("bramble").join(uid))
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .collect()
+}
+
+#[test]
+fn graceful_delete_sends_sigterm_first_and_leaves_nothing() {
+    let Some((s, image)) = server_with_busybox() else { return };
+    let marks = crate::support::TempDir::new("term-marks");
+    let mark = marks.0.display();
+    s.apply(&format!(
+        "apiVersion: v1
+kind: Pod
+metadata: {{name: polite}}
+spec:
+  terminationGracePeriodSeconds: 30
+  volumes: [{{name: out, hostPath: {{path: {mark}, type: Directory}}}}]
+  containers:
+  - name: c
+    image: {image}
+    command: [sh, -c, 'trap \"echo got-TERM > /out/mark; exit 0\" TERM; while true; do sleep 1; done']
+    volumeMounts: [{{name: out, mountPath: /out}}]
+"
+    ));
+    let p = wait_phase(&s, "polite", "Running", 30);
+    let uid = p["metadata"]["uid"].as_str().unwrap().to_string();
+    assert!(!pod_cgroups(&uid).is_empty(), "the pod has cgroups while it runs");
+    let out = s.kubectl(&["delete", "pod", "polite"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(marks.0.join("mark")).unwrap(), "got-TERM\n");
+    assert!(!s.kubectl(&["get", "pod", "polite"]).status.success());
+    assert_eq!(leftovers(&s), Vec::<String>::new());
+    assert_eq!(pod_cgroups(&uid), Vec::<String>::new());
+}
+
+#[test]
+fn kill_9_of_the_daemon_restarts_no_container() {
+    let Some((mut s, image)) = server_with_busybox() else { return };
+    let names: Vec<String> = (0..5).map(|i| format!("steady-{i}")).collect();
+    for n in &names {
+        s.apply(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {n}}}\nspec:\n  containers:\n  - name: c\n    image: {image}\n    command: [sh, -c, 'while true; do sleep 1; done']\n"
+        ));
+    }
+    // The start time of each container's PID 1 identifies the process.
+    let start = |s: &Server, n: &str| s.kubectl_ok(&["exec", n, "--", "cat", "/proc/1/stat"]).split_whitespace().nth(21).unwrap().to_string();
+    let before: Vec<String> = names
+        .iter()
+        .map(|n| {
+            wait_phase(&s, n, "Running", 30);
+            start(&s, n)
+        })
+        .collect();
+    s.kill9();
+    s.spawn(&[]);
+    for (n, b) in names.iter().zip(&before) {
+        let p = wait_phase(&s, n, "Running", 10);
+        assert_eq!(p["status"]["containerStatuses"][0]["restartCount"], 0, "{n}");
+        assert_eq!(&start(&s, n), b, "{n} is the same process after the daemon restart");
+    }
+    // Supervised again: a container killed from outside comes back.
+    let uid = pod_json(&s, "steady-0")["metadata"]["uid"].as_str().unwrap().to_string();
+    let meta: Value = serde_json::from_str(
+        &std::fs::read_to_string(s.data_dir().join(format!("runtime/containers/{uid}-c-0/meta.json"))).unwrap(),
+    )
+    .unwrap();
+    crate::support::unsafe_kill(meta["pid"].as_u64().unwrap() as u32, "KILL");
+    let p = wait_for(30, "steady-0 restarted", || {
+        let p = pod_json(&s, "steady-0");
+        (p["status"]["containerStatuses"][0]["restartCount"] == 1 && p["status"]["phase"] == "Running").then_some(p)
+    });
+    assert_eq!(p["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"], 137);
+}
