@@ -5,6 +5,9 @@ set -euo pipefail
 bin=$(realpath "$1"); dir=$2
 port=${BRAMBLE_PORT:-6443}
 mkdir -p "$dir"
+# The example app's image, built here and imported: no registry involved.
+scripts/build-example-image.sh "$dir/kubia.tar"
+"$bin" image import "$dir/kubia.tar" --data-dir "$dir/data"
 "$bin" server --data-dir "$dir/data" --listen "127.0.0.1:$port" &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null' EXIT INT TERM
@@ -15,8 +18,10 @@ for _ in $(seq 100); do
 done
 "$bin" kubeconfig --data-dir "$dir/data" --server "https://127.0.0.1:$port" > "$dir/kubeconfig"
 export KUBECONFIG=$dir/kubeconfig
-kubectl apply -f examples/kubia.yaml
-kubectl get all
+kubectl apply -f examples/kubia-pod.yaml
+kubectl wait --for=condition=Ready pod/kubia --timeout=60s
+kubectl get pods -o wide
+kubectl exec kubia -- wget -qO- http://127.0.0.1:8080/
 cat <<MSG
 
 bramble is running. In another shell:
