@@ -8,6 +8,7 @@
 mod backoff;
 mod link;
 pub mod logs;
+mod node_status;
 mod plan;
 mod status;
 mod volumes;
@@ -189,6 +190,8 @@ impl Kubelet {
         if let Err(e) = self.reattach().await {
             log::error!("reattaching running containers: {e}");
         }
+        let me = self.clone();
+        ex.spawn(async move { node_status::run(&me.store, &me.cfg.node_name, &me.cfg.data_dir).await }).detach();
         // Pod changes wake the loop.
         let me = self.clone();
         ex.spawn(async move {

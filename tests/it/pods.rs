@@ -234,3 +234,35 @@ fn kill_9_of_the_daemon_restarts_no_container() {
     });
     assert_eq!(p["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"], 137);
 }
+
+#[test]
+fn logs_honour_tail_timestamps_and_previous() {
+    let Some((s, image)) = server_with_busybox() else { return };
+    s.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: chatty}}\nspec:\n  containers:\n  - name: c\n    image: {image}\n    command: [sh, -c, 'echo one; echo two; echo three; echo oops >&2; sleep 2; exit 1']\n"
+    ));
+    // Wait for the first restart: the previous container's log stays.
+    wait_for(40, "chatty restarted", || {
+        let p = pod_json(&s, "chatty");
+        (p["status"]["containerStatuses"][0]["restartCount"].as_u64() >= Some(1)).then_some(())
+    });
+    // stdout and stderr come through separate pipes, so only each stream's
+    // own order is kept (as with any container runtime).
+    let previous = s.kubectl_ok(&["logs", "chatty", "--previous"]);
+    let stdout: Vec<&str> = previous.lines().filter(|l| *l != "oops").collect();
+    assert_eq!(stdout, ["one", "two", "three"]);
+    assert!(previous.lines().any(|l| l == "oops"), "stderr is in the log: {previous}");
+    let tail = wait_for(10, "the current container's output", || {
+        let t = s.kubectl_ok(&["logs", "chatty", "--tail=4"]);
+        (t.lines().count() == 4).then_some(t)
+    });
+    assert_eq!(s.kubectl_ok(&["logs", "chatty", "--tail=1"]).lines().count(), 1);
+    assert!(tail.lines().filter(|l| *l != "oops").eq(["one", "two", "three"]), "{tail}");
+    let stamped = s.kubectl_ok(&["logs", "chatty", "--timestamps"]);
+    for line in stamped.lines() {
+        let (ts, _) = line.split_once(' ').unwrap();
+        assert!(humantime::parse_rfc3339_weak(ts).is_ok(), "{line}");
+    }
+    let limited = s.kubectl_ok(&["logs", "chatty", "--limit-bytes=5"]);
+    assert_eq!(limited, "one\nt");
+}
