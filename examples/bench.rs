@@ -26,13 +26,22 @@ impl Daemon {
         let dir = std::env::temp_dir().join(format!("bramble-bench-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let url = format!("https://127.0.0.1:{port}");
         let t0 = Instant::now();
         let child = Command::new(bin())
             .args(["server", "--data-dir"])
             .arg(dir.join("data"))
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--node-name", "bench"])
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--node-name",
+                "bench",
+            ])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
@@ -48,15 +57,34 @@ impl Daemon {
             std::thread::sleep(Duration::from_micros(200));
         };
         loop {
-            if agent.get(format!("{url}/readyz")).call().is_ok_and(|r| r.status() == 200) {
+            if agent
+                .get(format!("{url}/readyz"))
+                .call()
+                .is_ok_and(|r| r.status() == 200)
+            {
                 break;
             }
             std::thread::sleep(Duration::from_micros(500));
-            assert!(t0.elapsed() < Duration::from_secs(20), "server did not become ready");
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "server did not become ready"
+            );
         }
         let ready = t0.elapsed();
-        let token = std::fs::read_to_string(dir.join("data/tls/token")).unwrap().trim().to_string();
-        (Daemon { child, dir, url, token, agent }, ready)
+        let token = std::fs::read_to_string(dir.join("data/tls/token"))
+            .unwrap()
+            .trim()
+            .to_string();
+        (
+            Daemon {
+                child,
+                dir,
+                url,
+                token,
+                agent,
+            },
+            ready,
+        )
     }
 
     fn get(&self, path: &str, accept: &str) -> usize {
@@ -85,12 +113,24 @@ impl Daemon {
             );
             cmd.args(["-s", "-o", "/dev/null", "-w", "%{http_code}\n", "--cacert"])
                 .arg(&ca)
-                .args(["-H", &format!("Authorization: Bearer {}", self.token), "-H", "Content-Type: application/json"])
-                .args(["--data", &body, &format!("{}/api/v1/namespaces/default/pods", self.url)]);
+                .args([
+                    "-H",
+                    &format!("Authorization: Bearer {}", self.token),
+                    "-H",
+                    "Content-Type: application/json",
+                ])
+                .args([
+                    "--data",
+                    &body,
+                    &format!("{}/api/v1/namespaces/default/pods", self.url),
+                ]);
         }
         let out = cmd.output().expect("curl runs");
         let codes = String::from_utf8_lossy(&out.stdout);
-        assert!(codes.lines().all(|c| c == "201") && codes.lines().count() == names.len(), "creates failed: {codes}");
+        assert!(
+            codes.lines().all(|c| c == "201") && codes.lines().count() == names.len(),
+            "creates failed: {codes}"
+        );
     }
 
     /// Cordons the node so the API is measured alone (no pod gets scheduled).
@@ -115,21 +155,38 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
         // The runtime helper outlives the daemon by design; this one has no pods.
-        let _ = Command::new("pkill").args(["-f", &format!("runtime-helper --root {}", self.dir.display())]).status();
+        let _ = Command::new("pkill")
+            .args([
+                "-f",
+                &format!("runtime-helper --root {}", self.dir.display()),
+            ])
+            .status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
 fn agent_for(cert: ureq::tls::Certificate<'static>) -> ureq::Agent {
-    let tls = ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::new_with_certs(&[cert])).build();
-    ureq::Agent::config_builder().tls_config(tls).http_status_as_error(false).build().into()
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::new_with_certs(&[cert]))
+        .build();
+    ureq::Agent::config_builder()
+        .tls_config(tls)
+        .http_status_as_error(false)
+        .build()
+        .into()
 }
 
 fn proc_field(pid: u32, file: &str, field: &str) -> u64 {
     let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap_or_default();
     text.lines()
         .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim_start_matches(':').split_whitespace().next()?.parse().ok())
+        .and_then(|v| {
+            v.trim_start_matches(':')
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
         .unwrap_or(0)
 }
 
@@ -150,11 +207,17 @@ fn api() {
         drop(d);
     }
     readies.sort();
-    println!("- start to /readyz answering (fresh data dir, includes CA and key generation), median of 5: {}", ms(percentile(&readies, 0.5)));
+    println!(
+        "- start to /readyz answering (fresh data dir, includes CA and key generation), median of 5: {}",
+        ms(percentile(&readies, 0.5))
+    );
 
     let (d, _) = Daemon::start("api");
     std::thread::sleep(Duration::from_secs(2));
-    println!("- idle RSS after start: {:.1} MiB", proc_field(d.pid(), "status", "VmRSS") as f64 / 1024.0);
+    println!(
+        "- idle RSS after start: {:.1} MiB",
+        proc_field(d.pid(), "status", "VmRSS") as f64 / 1024.0
+    );
 
     d.cordon();
     let n = 1000;
@@ -162,24 +225,39 @@ fn api() {
     let t = Instant::now();
     d.create_pods(&names);
     let seq = t.elapsed();
-    println!("- durable creates (curl, one keep-alive connection), {n} pods: {:.0} creates/s", n as f64 / seq.as_secs_f64());
+    println!(
+        "- durable creates (curl, one keep-alive connection), {n} pods: {:.0} creates/s",
+        n as f64 / seq.as_secs_f64()
+    );
 
     let clients = 8;
     let t = Instant::now();
     std::thread::scope(|s| {
         for c in 0..clients {
             let d = &d;
-            s.spawn(move || d.create_pods(&(0..n / clients).map(|i| format!("par-{c}-{i}")).collect::<Vec<_>>()));
+            s.spawn(move || {
+                d.create_pods(
+                    &(0..n / clients)
+                        .map(|i| format!("par-{c}-{i}"))
+                        .collect::<Vec<_>>(),
+                )
+            });
         }
     });
     let par = t.elapsed();
-    println!("- durable creates, {clients} concurrent curl clients, {n} pods: {:.0} creates/s", n as f64 / par.as_secs_f64());
+    println!(
+        "- durable creates, {clients} concurrent curl clients, {n} pods: {:.0} creates/s",
+        n as f64 / par.as_secs_f64()
+    );
 
     // Lists of exactly 1,000 pods: select the sequential ones by name prefix is
     // not possible with selectors, so list a namespace holding 1,000.
     for (what, accept) in [
         ("JSON", "application/json"),
-        ("Table", "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"),
+        (
+            "Table",
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+        ),
     ] {
         let mut times = Vec::new();
         let mut bytes = 0;
@@ -196,20 +274,37 @@ fn api() {
             ms(percentile(&times, 0.99))
         );
     }
-    println!("- RSS with {} pods stored: {:.1} MiB", 2 * n, proc_field(d.pid(), "status", "VmRSS") as f64 / 1024.0);
+    println!(
+        "- RSS with {} pods stored: {:.1} MiB",
+        2 * n,
+        proc_field(d.pid(), "status", "VmRSS") as f64 / 1024.0
+    );
 
-    let idle: u64 = std::env::var("BENCH_IDLE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    let idle: u64 = std::env::var("BENCH_IDLE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
     std::thread::sleep(Duration::from_secs(2));
     let before = proc_field(d.pid(), "io", "write_bytes");
     std::thread::sleep(Duration::from_secs(idle));
     let after = proc_field(d.pid(), "io", "write_bytes");
-    println!("- bytes written to storage while idle for {idle} s (/proc/PID/io write_bytes): {}", after - before);
+    println!(
+        "- bytes written to storage while idle for {idle} s (/proc/PID/io write_bytes): {}",
+        after - before
+    );
     println!();
 }
 
 fn main() {
     println!("# bramble benchmark\n");
-    println!("machine: {} cores, kernel {}\n", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim());
+    println!(
+        "machine: {} cores, kernel {}\n",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+    );
     api();
 }

@@ -73,13 +73,19 @@ fn server_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
             Long("data-dir") => cfg.data_dir = p.value()?.into(),
             Long("listen") => {
                 let v = p.value()?.string()?;
-                cfg.listen = v.parse().map_err(|_| format!("--listen {v:?}: want ADDR:PORT, e.g. 0.0.0.0:6443"))?;
+                cfg.listen = v
+                    .parse()
+                    .map_err(|_| format!("--listen {v:?}: want ADDR:PORT, e.g. 0.0.0.0:6443"))?;
             }
             Long("node-name") => cfg.node_name = p.value()?.string()?.to_lowercase(),
             Long("tls-san") => cfg.tls_sans.push(p.value()?.string()?),
             Long("registries") => cfg.registries = p.value()?.into(),
             Long("service-cidr") => {
-                cfg.service_cidr = p.value()?.string()?.parse().map_err(|e: String| format!("--service-cidr: {e}"))?
+                cfg.service_cidr = p
+                    .value()?
+                    .string()?
+                    .parse()
+                    .map_err(|e: String| format!("--service-cidr: {e}"))?
             }
             Long("help") | Short('h') => {
                 println!("{USAGE}");

@@ -17,9 +17,21 @@ pub enum Type {
 /// Records `reason`/`message` about `about` from `component` (e.g.
 /// "kubelet", "default-scheduler"). Failures are logged, never fatal: events
 /// are advisory.
-pub fn record(store: &Store, about: &Object, ty: Type, reason: &str, message: &str, component: &str, host: &str) {
+pub fn record(
+    store: &Store,
+    about: &Object,
+    ty: Type,
+    reason: &str,
+    message: &str,
+    component: &str,
+    host: &str,
+) {
     let events = res("Event");
-    let ns = if about.namespace.is_empty() { "default" } else { &about.namespace };
+    let ns = if about.namespace.is_empty() {
+        "default"
+    } else {
+        &about.namespace
+    };
     let now = model::now();
     // Same object, reason and message: bump the existing one.
     let existing = store.list(events, Some(ns)).into_iter().find(|e| {
@@ -64,7 +76,11 @@ pub fn record(store: &Store, about: &Object, ty: Type, reason: &str, message: &s
         }
     };
     if let Err(e) = result {
-        log::warn!("recording event {reason} for {}/{}: {e}", about.namespace, about.name);
+        log::warn!(
+            "recording event {reason} for {}/{}: {e}",
+            about.namespace,
+            about.name
+        );
     }
 }
 
@@ -75,7 +91,9 @@ pub const TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 pub fn expire(store: &Store, now: std::time::SystemTime) {
     for e in store.list(res("Event"), None) {
         let v = e.value();
-        let last = v["lastTimestamp"].as_str().and_then(|t| humantime::parse_rfc3339_weak(t).ok());
+        let last = v["lastTimestamp"]
+            .as_str()
+            .and_then(|t| humantime::parse_rfc3339_weak(t).ok());
         if last.is_some_and(|t| now.duration_since(t).is_ok_and(|age| age > TTL)) {
             let _ = store.delete(res("Event"), &e.namespace, &e.name, Some(&e.uid));
         }

@@ -36,7 +36,10 @@ pub fn addresses() -> Vec<IpAddr> {
                     addr.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
                 }
             })
-            .filter(|ip| !ip.is_loopback() && !matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80))
+            .filter(|ip| {
+                !ip.is_loopback()
+                    && !matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
+            })
             .collect()
         })
         .unwrap_or_default();
@@ -57,8 +60,10 @@ fn os_image() -> String {
     std::fs::read_to_string("/etc/os-release")
         .ok()
         .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string()))
+            t.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
         })
         .unwrap_or_else(|| "Linux".into())
 }
@@ -85,7 +90,9 @@ pub struct Facts {
 
 /// The Node object for this board, Ready.
 pub fn node_object(f: &Facts) -> Value {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let memory = meminfo_bytes("MemTotal").unwrap_or(0);
     let storage = disk_bytes(&f.data_dir);
     let now = crate::model::now();
@@ -156,13 +163,28 @@ mod tests {
 
     #[test]
     fn node_reports_machine_capacity_and_labels() {
-        let f = Facts { name: "board-1".into(), data_dir: "/".into(), max_pods: 42, reserved_memory: 1 << 20 };
+        let f = Facts {
+            name: "board-1".into(),
+            data_dir: "/".into(),
+            max_pods: 42,
+            reserved_memory: 1 << 20,
+        };
         let n = node_object(&f);
         assert_eq!(n["metadata"]["labels"]["kubernetes.io/hostname"], "board-1");
         assert_eq!(n["metadata"]["labels"]["kubernetes.io/arch"], go_arch());
         assert_eq!(n["status"]["capacity"]["pods"], "42");
-        let cap: u64 = n["status"]["capacity"]["memory"].as_str().unwrap().trim_end_matches("Ki").parse().unwrap();
-        let alloc: u64 = n["status"]["allocatable"]["memory"].as_str().unwrap().trim_end_matches("Ki").parse().unwrap();
+        let cap: u64 = n["status"]["capacity"]["memory"]
+            .as_str()
+            .unwrap()
+            .trim_end_matches("Ki")
+            .parse()
+            .unwrap();
+        let alloc: u64 = n["status"]["allocatable"]["memory"]
+            .as_str()
+            .unwrap()
+            .trim_end_matches("Ki")
+            .parse()
+            .unwrap();
         assert!(cap > 0);
         assert_eq!(cap - alloc, 1024);
         assert_eq!(n["status"]["nodeInfo"]["operatingSystem"], "linux");

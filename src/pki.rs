@@ -4,7 +4,10 @@
 //!
 //! Files in DATA_DIR/tls (mode 0600 for secrets): ca.crt, ca.key, token.
 
-use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -12,8 +15,14 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug)]
 pub enum PkiError {
-    Io { path: PathBuf, source: std::io::Error },
-    Cert { what: &'static str, source: rcgen::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    Cert {
+        what: &'static str,
+        source: rcgen::Error,
+    },
 }
 
 impl std::fmt::Display for PkiError {
@@ -43,7 +52,10 @@ fn tls_dir(data_dir: &Path) -> PathBuf {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
-    move |source| PkiError::Io { path: path.to_path_buf(), source }
+    move |source| PkiError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Writes a secret file readable by root only, atomically.
@@ -67,7 +79,11 @@ fn ca_params() -> CertificateParams {
     dn.push(DnType::CommonName, "bramble-ca");
     p.distinguished_name = dn;
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     p.not_before = rcgen::date_time_ymd(2024, 1, 1);
     p.not_after = rcgen::date_time_ymd(2124, 1, 1);
     p
@@ -79,21 +95,33 @@ pub fn ensure(data_dir: &Path) -> Result<Credentials, PkiError> {
     fs::create_dir_all(&dir).map_err(io(&dir))?;
     let (ca_crt, ca_key, token) = (dir.join("ca.crt"), dir.join("ca.key"), dir.join("token"));
     if !ca_crt.exists() || !ca_key.exists() {
-        let key = KeyPair::generate().map_err(|source| PkiError::Cert { what: "generating the CA key", source })?;
+        let key = KeyPair::generate().map_err(|source| PkiError::Cert {
+            what: "generating the CA key",
+            source,
+        })?;
         let cert = ca_params()
             .self_signed(&key)
-            .map_err(|source| PkiError::Cert { what: "signing the CA certificate", source })?;
+            .map_err(|source| PkiError::Cert {
+                what: "signing the CA certificate",
+                source,
+            })?;
         write_secret(&ca_key, &key.serialize_pem())?;
         write_secret(&ca_crt, &cert.pem())?;
         log::info!("made a new cluster CA in {}", dir.display());
     }
     if !token.exists() {
-        let hex: String = crate::model::random_bytes::<24>().iter().map(|b| format!("{b:02x}")).collect();
+        let hex: String = crate::model::random_bytes::<24>()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         write_secret(&token, &hex)?;
     }
     Ok(Credentials {
         ca_pem: fs::read_to_string(&ca_crt).map_err(io(&ca_crt))?,
-        token: fs::read_to_string(&token).map_err(io(&token))?.trim().to_string(),
+        token: fs::read_to_string(&token)
+            .map_err(io(&token))?
+            .trim()
+            .to_string(),
     })
 }
 
@@ -102,7 +130,10 @@ pub fn ensure(data_dir: &Path) -> Result<Credentials, PkiError> {
 pub fn serving_cert(data_dir: &Path, names: &[String]) -> Result<ServingCert, PkiError> {
     let ca_key_path = tls_dir(data_dir).join("ca.key");
     let ca_key_pem = fs::read_to_string(&ca_key_path).map_err(io(&ca_key_path))?;
-    let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(|source| PkiError::Cert { what: "reading the CA key", source })?;
+    let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(|source| PkiError::Cert {
+        what: "reading the CA key",
+        source,
+    })?;
     let issuer = Issuer::new(ca_params(), ca_key);
     let mut p = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -115,14 +146,26 @@ pub fn serving_cert(data_dir: &Path, names: &[String]) -> Result<ServingCert, Pk
             Err(_) => n.clone().try_into().map(SanType::DnsName),
         })
         .collect::<Result<_, _>>()
-        .map_err(|source| PkiError::Cert { what: "a --tls-san name", source })?;
+        .map_err(|source| PkiError::Cert {
+            what: "a --tls-san name",
+            source,
+        })?;
     p.not_before = rcgen::date_time_ymd(2024, 1, 1);
     p.not_after = rcgen::date_time_ymd(2124, 1, 1);
-    let key = KeyPair::generate().map_err(|source| PkiError::Cert { what: "generating the serving key", source })?;
+    let key = KeyPair::generate().map_err(|source| PkiError::Cert {
+        what: "generating the serving key",
+        source,
+    })?;
     let cert = p
         .signed_by(&key, &issuer)
-        .map_err(|source| PkiError::Cert { what: "signing the serving certificate", source })?;
-    Ok(ServingCert { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+        .map_err(|source| PkiError::Cert {
+            what: "signing the serving certificate",
+            source,
+        })?;
+    Ok(ServingCert {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
 }
 
 /// A kubeconfig that kubectl uses as is.

@@ -12,14 +12,28 @@ use crate::store::{self, Object, Store, StoreError};
 const COMPONENT: &str = "default-scheduler";
 
 /// Sets spec.nodeName and the PodScheduled condition, as a Binding does.
-pub fn bind(store: &Store, namespace: &str, name: &str, node: &str) -> Result<Arc<Object>, StoreError> {
+pub fn bind(
+    store: &Store,
+    namespace: &str,
+    name: &str,
+    node: &str,
+) -> Result<Arc<Object>, StoreError> {
     let pods = res("Pod");
     let Some(pod) = store.get(pods, namespace, name) else {
-        return Err(StoreError::NotFound { resource: pods, name: name.into() });
+        return Err(StoreError::NotFound {
+            resource: pods,
+            name: name.into(),
+        });
     };
     let mut v = pod.value();
-    if v.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty()) {
-        return Err(StoreError::Conflict { resource: pods, name: name.into() });
+    if v.pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty())
+    {
+        return Err(StoreError::Conflict {
+            resource: pods,
+            name: name.into(),
+        });
     }
     v["spec"]["nodeName"] = node.into();
     let cond = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": crate::model::now()});
@@ -54,10 +68,17 @@ pub async fn run(store: &Store) {
 }
 
 fn pass(store: &Store) {
-    let nodes: Vec<Arc<Object>> = store.list(res("Node"), None).into_iter().filter(|n| schedulable(&n.value())).collect();
+    let nodes: Vec<Arc<Object>> = store
+        .list(res("Node"), None)
+        .into_iter()
+        .filter(|n| schedulable(&n.value()))
+        .collect();
     for p in store.list(res("Pod"), None) {
         let v = p.value();
-        let unscheduled = v.pointer("/spec/nodeName").and_then(Value::as_str).is_none_or(str::is_empty);
+        let unscheduled = v
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty);
         if !unscheduled || store::is_deleting(&v) {
             continue;
         }
@@ -70,7 +91,10 @@ fn pass(store: &Store) {
                 &bound,
                 Type::Normal,
                 "Scheduled",
-                &format!("Successfully assigned {}/{} to {}", p.namespace, p.name, node.name),
+                &format!(
+                    "Successfully assigned {}/{} to {}",
+                    p.namespace, p.name, node.name
+                ),
                 COMPONENT,
                 "",
             ),

@@ -29,8 +29,14 @@ pub struct Config {
 
 #[derive(Debug)]
 pub enum ServerError {
-    DataDir { path: PathBuf, source: std::io::Error },
-    Locked { path: PathBuf, holder: String },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    Locked {
+        path: PathBuf,
+        holder: String,
+    },
     Store(StoreError),
     Pki(pki::PkiError),
     Listen(String),
@@ -42,7 +48,9 @@ pub enum ServerError {
 impl std::fmt::Display for ServerError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ServerError::DataDir { path, source } => write!(f, "data directory {}: {source}", path.display()),
+            ServerError::DataDir { path, source } => {
+                write!(f, "data directory {}: {source}", path.display())
+            }
             ServerError::Locked { path, holder } => write!(
                 f,
                 "another bramble is already using this data directory ({holder} holds the lock {}); stop it first or pass another --data-dir",
@@ -76,8 +84,17 @@ impl From<pki::PkiError> for ServerError {
 /// the lock when the process dies, so a crash never leaves it stale.
 pub fn lock_data_dir(data_dir: &Path) -> Result<File, ServerError> {
     let path = data_dir.join("bramble.lock");
-    let err = |source| ServerError::DataDir { path: path.clone(), source };
-    let mut f = fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(err)?;
+    let err = |source| ServerError::DataDir {
+        path: path.clone(),
+        source,
+    };
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(err)?;
     match f.try_lock() {
         Ok(()) => {
             use std::io::{Seek, Write};
@@ -88,7 +105,10 @@ pub fn lock_data_dir(data_dir: &Path) -> Result<File, ServerError> {
         }
         Err(fs::TryLockError::WouldBlock) => {
             let pid = fs::read_to_string(&path).unwrap_or_default();
-            Err(ServerError::Locked { path, holder: format!("process {}", pid.trim()) })
+            Err(ServerError::Locked {
+                path,
+                holder: format!("process {}", pid.trim()),
+            })
         }
         Err(fs::TryLockError::Error(e)) => Err(err(e)),
     }
@@ -96,10 +116,18 @@ pub fn lock_data_dir(data_dir: &Path) -> Result<File, ServerError> {
 
 pub fn run(cfg: Config) -> Result<(), ServerError> {
     let started = Instant::now();
-    fs::create_dir_all(&cfg.data_dir).map_err(|source| ServerError::DataDir { path: cfg.data_dir.clone(), source })?;
+    fs::create_dir_all(&cfg.data_dir).map_err(|source| ServerError::DataDir {
+        path: cfg.data_dir.clone(),
+        source,
+    })?;
     let _lock = lock_data_dir(&cfg.data_dir)?;
     let creds = pki::ensure(&cfg.data_dir)?;
-    let mut names = vec![node::hostname(), cfg.node_name.clone(), "localhost".into(), "127.0.0.1".into()];
+    let mut names = vec![
+        node::hostname(),
+        cfg.node_name.clone(),
+        "localhost".into(),
+        "127.0.0.1".into(),
+    ];
     names.extend(node::addresses().iter().map(|a| a.to_string()));
     names.extend(cfg.tls_sans.iter().cloned());
     if !cfg.listen.ip().is_unspecified() {
@@ -113,11 +141,17 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         true => crate::image::Registries::load(&cfg.registries).map_err(ServerError::Images)?,
         false => crate::image::Registries::default(),
     };
-    let credentials = crate::image::Credentials::from_registries(&registries).map_err(ServerError::Images)?;
-    let images = Arc::new(crate::image::ImageStore::open(&cfg.data_dir).map_err(ServerError::Images)?.with_registries(registries));
+    let credentials =
+        crate::image::Credentials::from_registries(&registries).map_err(ServerError::Images)?;
+    let images = Arc::new(
+        crate::image::ImageStore::open(&cfg.data_dir)
+            .map_err(ServerError::Images)?
+            .with_registries(registries),
+    );
     // Starts the runtime helper if none runs; containers of an earlier run
     // are still there and get reattached.
-    let (link, runtime_events) = kubelet::Link::start(&cfg.data_dir.join("runtime")).map_err(ServerError::Runtime)?;
+    let (link, runtime_events) =
+        kubelet::Link::start(&cfg.data_dir.join("runtime")).map_err(ServerError::Runtime)?;
     let kubelet_cfg = kubelet::Config {
         node_name: cfg.node_name.clone(),
         data_dir: cfg.data_dir.clone(),
@@ -135,8 +169,9 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         service_cidr: cfg.service_cidr,
         kubelet: Some(kl.clone()),
     });
-    let mut signals = async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
-        .map_err(ServerError::Signals)?;
+    let mut signals =
+        async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
+            .map_err(ServerError::Signals)?;
 
     smol::block_on(ex.run(async {
         ex.spawn({
@@ -156,11 +191,14 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         })
         .detach();
         register_node(&store, &cfg)?;
-        ex.spawn(kl.clone().run(ex.clone(), runtime_events)).detach();
+        ex.spawn(kl.clone().run(ex.clone(), runtime_events))
+            .detach();
         // Archives dropped into DATA_DIR/images/import are imported at start.
         ex.spawn(async move {
             match smol::unblock(move || images.import_folder()).await {
-                Ok(imported) => imported.iter().for_each(|i| log::info!("imported image {}", i.reference)),
+                Ok(imported) => imported
+                    .iter()
+                    .for_each(|i| log::info!("imported image {}", i.reference)),
                 Err(e) => log::warn!("importing DATA_DIR/images/import: {e}"),
             }
         })
@@ -168,7 +206,10 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         let (calls_tx, calls_rx) = smol::channel::bounded(64);
         let listener = http::Listener::start(
             cfg.listen,
-            http::TlsConfig { cert_pem: serving.cert_pem.into_bytes(), key_pem: serving.key_pem.into_bytes() },
+            http::TlsConfig {
+                cert_pem: serving.cert_pem.into_bytes(),
+                key_pem: serving.key_pem.into_bytes(),
+            },
             creds.token.clone(),
             calls_tx,
         )
@@ -230,16 +271,28 @@ fn register_node(store: &Store, cfg: &Config) -> Result<(), StoreError> {
         return Ok(());
     };
     let mut v = old.value();
-    if let (Some(labels), Some(new)) = (v.pointer_mut("/metadata/labels").and_then(Value::as_object_mut), fresh.pointer("/metadata/labels").and_then(Value::as_object)) {
+    if let (Some(labels), Some(new)) = (
+        v.pointer_mut("/metadata/labels")
+            .and_then(Value::as_object_mut),
+        fresh.pointer("/metadata/labels").and_then(Value::as_object),
+    ) {
         labels.extend(new.clone());
     }
     // Keep condition timestamps when nothing changed, so a restart writes
     // nothing it need not.
     if let Some(old_conds) = v.pointer("/status/conditions").cloned() {
-        let same = |a: &Value, b: &Value| a["type"] == b["type"] && a["status"] == b["status"] && a["reason"] == b["reason"];
-        if let Some(conds) = fresh.pointer_mut("/status/conditions").and_then(Value::as_array_mut) {
+        let same = |a: &Value, b: &Value| {
+            a["type"] == b["type"] && a["status"] == b["status"] && a["reason"] == b["reason"]
+        };
+        if let Some(conds) = fresh
+            .pointer_mut("/status/conditions")
+            .and_then(Value::as_array_mut)
+        {
             for c in conds.iter_mut() {
-                if let Some(o) = old_conds.as_array().and_then(|a| a.iter().find(|o| same(o, c))) {
+                if let Some(o) = old_conds
+                    .as_array()
+                    .and_then(|a| a.iter().find(|o| same(o, c)))
+                {
                     *c = o.clone();
                 }
             }

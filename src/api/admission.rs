@@ -34,7 +34,10 @@ pub fn on_create(ctx: &Ctx, r: &'static Resource, v: &mut Value) -> Result<(), S
             // Clients do not set a new pod's status.
             v["status"] = json!({"phase": "Pending", "qosClass": v.pointer("/status/qosClass").cloned().unwrap_or(Value::Null)});
             if v["status"]["qosClass"].is_null() {
-                v["status"].as_object_mut().expect("object").remove("qosClass");
+                v["status"]
+                    .as_object_mut()
+                    .expect("object")
+                    .remove("qosClass");
             }
         }
         "Service" => allocate_service(ctx, v, None)?,
@@ -44,7 +47,12 @@ pub fn on_create(ctx: &Ctx, r: &'static Resource, v: &mut Value) -> Result<(), S
     Ok(())
 }
 
-pub fn on_update(ctx: &Ctx, r: &'static Resource, old: &Value, new: &mut Value) -> Result<(), Status> {
+pub fn on_update(
+    ctx: &Ctx,
+    r: &'static Resource,
+    old: &Value,
+    new: &mut Value,
+) -> Result<(), Status> {
     if r.kind == "Service" {
         allocate_service(ctx, new, Some(old))?;
     }
@@ -54,7 +62,11 @@ pub fn on_update(ctx: &Ctx, r: &'static Resource, old: &Value, new: &mut Value) 
 /// Gives a Service its cluster IP and node ports, keeping those it has.
 fn allocate_service(ctx: &Ctx, v: &mut Value, old: Option<&Value>) -> Result<(), Status> {
     let name = model::name(v).to_string();
-    let ty = v.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+    let ty = v
+        .pointer("/spec/type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
+        .to_string();
     let services = ctx.store.list(res("Service"), None);
     let others: Vec<Value> = services
         .iter()
@@ -62,8 +74,15 @@ fn allocate_service(ctx: &Ctx, v: &mut Value, old: Option<&Value>) -> Result<(),
         .map(|o| o.value())
         .collect();
     if ty != "ExternalName" {
-        let kept = old.and_then(|o| o.pointer("/spec/clusterIP")).and_then(Value::as_str).map(str::to_string);
-        let asked = v.pointer("/spec/clusterIP").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+        let kept = old
+            .and_then(|o| o.pointer("/spec/clusterIP"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let asked = v
+            .pointer("/spec/clusterIP")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
         let ip = match (asked, kept) {
             (Some(a), Some(k)) if a != k => {
                 return Err(Status::unprocessable(format!(
@@ -81,7 +100,10 @@ fn allocate_service(ctx: &Ctx, v: &mut Value, old: Option<&Value>) -> Result<(),
                         ctx.service_cidr
                     )));
                 }
-                if others.iter().any(|o| o.pointer("/spec/clusterIP") == Some(&Value::from(a.clone()))) {
+                if others
+                    .iter()
+                    .any(|o| o.pointer("/spec/clusterIP") == Some(&Value::from(a.clone())))
+                {
                     return Err(Status::unprocessable(format!(
                         "Service \"{name}\" is invalid: spec.clusterIPs: Invalid value: []string{{\"{a}\"}}: failed to allocate IP {a}: provided IP is already allocated"
                     )));
@@ -95,7 +117,9 @@ fn allocate_service(ctx: &Ctx, v: &mut Value, old: Option<&Value>) -> Result<(),
                     .filter_map(|o| o.pointer("/spec/clusterIP")?.as_str()?.parse().ok())
                     .collect();
                 net::allocate_ip(&ctx.service_cidr, &used)
-                    .ok_or_else(|| Status::internal(format!("no free cluster IP left in {}", ctx.service_cidr)))?
+                    .ok_or_else(|| {
+                        Status::internal(format!("no free cluster IP left in {}", ctx.service_cidr))
+                    })?
                     .to_string()
             }
         };
@@ -105,10 +129,19 @@ fn allocate_service(ctx: &Ctx, v: &mut Value, old: Option<&Value>) -> Result<(),
     if ty == "NodePort" || ty == "LoadBalancer" {
         let mut used: HashSet<u16> = others
             .iter()
-            .flat_map(|o| o.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default())
+            .flat_map(|o| {
+                o.pointer("/spec/ports")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+            })
             .filter_map(|p| p.get("nodePort")?.as_u64().map(|n| n as u16))
             .collect();
-        let old_ports = old.and_then(|o| o.pointer("/spec/ports")).and_then(Value::as_array).cloned().unwrap_or_default();
+        let old_ports = old
+            .and_then(|o| o.pointer("/spec/ports"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         if let Some(ports) = v.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
             for p in ports.iter_mut() {
                 if let Some(n) = p.get("nodePort").and_then(Value::as_u64) {
@@ -119,10 +152,15 @@ fn allocate_service(ctx: &Ctx, v: &mut Value, old: Option<&Value>) -> Result<(),
                     }
                     continue;
                 }
-                let same = old_ports.iter().find(|o| o.get("port") == p.get("port")).and_then(|o| o.get("nodePort")).and_then(Value::as_u64);
+                let same = old_ports
+                    .iter()
+                    .find(|o| o.get("port") == p.get("port"))
+                    .and_then(|o| o.get("nodePort"))
+                    .and_then(Value::as_u64);
                 let port = match same {
                     Some(n) => n as u16,
-                    None => net::allocate_node_port(&used).ok_or_else(|| Status::internal("no free node port left in 30000-32767"))?,
+                    None => net::allocate_node_port(&used)
+                        .ok_or_else(|| Status::internal("no free node port left in 30000-32767"))?,
                 };
                 used.insert(port);
                 p["nodePort"] = port.into();
@@ -141,7 +179,10 @@ pub fn delete_namespace(ctx: &Ctx, ns: &Object) -> Result<Arc<Object>, Status> {
             ns.name
         )));
     }
-    let marked = match ctx.store.delete_gracefully(res("Namespace"), "", &ns.name, Some(0))? {
+    let marked = match ctx
+        .store
+        .delete_gracefully(res("Namespace"), "", &ns.name, Some(0))?
+    {
         crate::store::Deletion::Gone(o) => return Ok(o),
         crate::store::Deletion::Pending(o) => o,
     };
@@ -156,7 +197,12 @@ pub fn orphan_dependents(ctx: &Ctx, owner: &Object) -> Result<(), Status> {
     for r in model::RESOURCES.iter().filter(|r| r.namespaced) {
         for o in ctx.store.list(r, Some(&owner.namespace)) {
             let mut v = o.value();
-            let Some(refs) = v.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) else { continue };
+            let Some(refs) = v
+                .pointer_mut("/metadata/ownerReferences")
+                .and_then(Value::as_array_mut)
+            else {
+                continue;
+            };
             let before = refs.len();
             refs.retain(|x| x.get("uid").and_then(Value::as_str) != Some(owner.uid.as_str()));
             if refs.len() != before {

@@ -7,15 +7,22 @@ use super::http::Request;
 
 /// The media type without parameters, lower-cased.
 fn media_type(ct: &str) -> String {
-    ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+    ct.split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
 }
 
 fn parse_json_or_yaml(bytes: &[u8], yaml: bool) -> Result<Value, Status> {
     let v: Value = if yaml {
-        let text = std::str::from_utf8(bytes).map_err(|e| Status::bad_request(format!("the body is not UTF-8: {e}")))?;
-        serde_yaml_ng::from_str(text).map_err(|e| Status::bad_request(format!("error decoding YAML: {e}")))?
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| Status::bad_request(format!("the body is not UTF-8: {e}")))?;
+        serde_yaml_ng::from_str(text)
+            .map_err(|e| Status::bad_request(format!("error decoding YAML: {e}")))?
     } else {
-        serde_json::from_slice(bytes).map_err(|e| Status::bad_request(format!("error decoding JSON: {e}")))?
+        serde_json::from_slice(bytes)
+            .map_err(|e| Status::bad_request(format!("error decoding JSON: {e}")))?
     };
     Ok(v)
 }
@@ -36,8 +43,14 @@ pub fn object(req: &Request) -> Result<Value, Status> {
     refuse_protobuf(&ct)?;
     let v = match ct.as_str() {
         "" | "application/json" | "*/*" => parse_json_or_yaml(&req.body, false)?,
-        "application/yaml" | "application/x-yaml" | "text/yaml" => parse_json_or_yaml(&req.body, true)?,
-        other => return Err(Status::unsupported_media(format!("the body's media type \"{other}\" is not supported; send application/json or application/yaml"))),
+        "application/yaml" | "application/x-yaml" | "text/yaml" => {
+            parse_json_or_yaml(&req.body, true)?
+        }
+        other => {
+            return Err(Status::unsupported_media(format!(
+                "the body's media type \"{other}\" is not supported; send application/json or application/yaml"
+            )));
+        }
     };
     if !v.is_object() {
         return Err(Status::bad_request("the body must be a JSON object"));
@@ -95,7 +108,9 @@ pub fn delete_options(req: &Request) -> Result<DeleteOptions, Status> {
         object(req)?
     };
     let grace_period = match req.param("gracePeriodSeconds") {
-        Some(s) => Some(s.parse::<i64>().map_err(|_| Status::bad_request(format!("gracePeriodSeconds: invalid value \"{s}\"")))?),
+        Some(s) => Some(s.parse::<i64>().map_err(|_| {
+            Status::bad_request(format!("gracePeriodSeconds: invalid value \"{s}\""))
+        })?),
         None => body.get("gracePeriodSeconds").and_then(Value::as_i64),
     };
     let orphan = req
@@ -105,13 +120,19 @@ pub fn delete_options(req: &Request) -> Result<DeleteOptions, Status> {
     let policy = req
         .param("propagationPolicy")
         .map(str::to_string)
-        .or_else(|| body.get("propagationPolicy").and_then(Value::as_str).map(str::to_string));
+        .or_else(|| {
+            body.get("propagationPolicy")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
     let propagation = match (policy.as_deref(), orphan) {
         (Some("Background") | None, None | Some(false)) => Propagation::Background,
         (Some("Foreground"), _) => Propagation::Foreground,
         (Some("Orphan"), _) | (None, Some(true)) => Propagation::Orphan,
         (Some("Background"), Some(true)) => {
-            return Err(Status::unprocessable("orphanDependents and propagationPolicy cannot both be set"));
+            return Err(Status::unprocessable(
+                "orphanDependents and propagationPolicy cannot both be set",
+            ));
         }
         (Some(other), _) => {
             return Err(Status::unprocessable(format!(
@@ -123,15 +144,24 @@ pub fn delete_options(req: &Request) -> Result<DeleteOptions, Status> {
     Ok(DeleteOptions {
         grace_period,
         propagation,
-        uid: pre.and_then(|p| p.get("uid")).and_then(Value::as_str).map(str::to_string),
-        resource_version: pre.and_then(|p| p.get("resourceVersion")).and_then(Value::as_str).map(str::to_string),
+        uid: pre
+            .and_then(|p| p.get("uid"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        resource_version: pre
+            .and_then(|p| p.get("resourceVersion"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
         dry_run: dry_run(req, &body),
     })
 }
 
 pub fn dry_run(req: &Request, body: &Value) -> bool {
     req.param("dryRun") == Some("All")
-        || body.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|x| x == "All"))
+        || body
+            .get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|x| x == "All"))
 }
 
 /// Does the client want a server-printed Table?
@@ -156,7 +186,10 @@ mod tests {
         Request {
             method: Method::Post,
             path: "/".into(),
-            query: query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            query: query
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             accept: String::new(),
             content_type: ct.into(),
             body: body.as_bytes().to_vec(),
@@ -167,29 +200,78 @@ mod tests {
     #[test]
     fn objects_decode_from_json_yaml_and_no_content_type() {
         assert_eq!(object(&req("", r#"{"a":1}"#, &[])).unwrap()["a"], 1);
-        assert_eq!(object(&req("application/json; charset=utf-8", r#"{"a":1}"#, &[])).unwrap()["a"], 1);
-        assert_eq!(object(&req("application/yaml", "a: 1\n", &[])).unwrap()["a"], 1);
+        assert_eq!(
+            object(&req("application/json; charset=utf-8", r#"{"a":1}"#, &[])).unwrap()["a"],
+            1
+        );
+        assert_eq!(
+            object(&req("application/yaml", "a: 1\n", &[])).unwrap()["a"],
+            1
+        );
         assert_eq!(object(&req("", "{bad", &[])).unwrap_err().code, 400);
         assert_eq!(object(&req("", "[1]", &[])).unwrap_err().code, 400);
-        assert_eq!(object(&req("application/vnd.kubernetes.protobuf", "k8s\0", &[])).unwrap_err().code, 415);
+        assert_eq!(
+            object(&req("application/vnd.kubernetes.protobuf", "k8s\0", &[]))
+                .unwrap_err()
+                .code,
+            415
+        );
         assert_eq!(object(&req("text/html", "<p>", &[])).unwrap_err().code, 415);
     }
 
     #[test]
     fn patch_types_follow_content_type() {
-        assert_eq!(patch(&req("application/merge-patch+json", "{}", &[])).unwrap().0, PatchType::Merge);
-        assert_eq!(patch(&req("application/apply-patch+yaml", "a: 1", &[])).unwrap().0, PatchType::Apply);
-        assert_eq!(patch(&req("application/json", "{}", &[])).unwrap_err().code, 415);
+        assert_eq!(
+            patch(&req("application/merge-patch+json", "{}", &[]))
+                .unwrap()
+                .0,
+            PatchType::Merge
+        );
+        assert_eq!(
+            patch(&req("application/apply-patch+yaml", "a: 1", &[]))
+                .unwrap()
+                .0,
+            PatchType::Apply
+        );
+        assert_eq!(
+            patch(&req("application/json", "{}", &[])).unwrap_err().code,
+            415
+        );
     }
 
     #[test]
     fn delete_options_from_body_and_query() {
-        let o = delete_options(&req("", r#"{"propagationPolicy":"Foreground","gracePeriodSeconds":5}"#, &[])).unwrap();
-        assert_eq!((o.propagation, o.grace_period), (Propagation::Foreground, Some(5)));
-        let o = delete_options(&req("", "", &[("gracePeriodSeconds", "0"), ("propagationPolicy", "Orphan")])).unwrap();
-        assert_eq!((o.propagation, o.grace_period), (Propagation::Orphan, Some(0)));
-        assert_eq!(delete_options(&req("", r#"{"propagationPolicy":"Sideways"}"#, &[])).err().unwrap().code, 422);
-        assert_eq!(delete_options(&req("", "", &[])).unwrap().propagation, Propagation::Background);
+        let o = delete_options(&req(
+            "",
+            r#"{"propagationPolicy":"Foreground","gracePeriodSeconds":5}"#,
+            &[],
+        ))
+        .unwrap();
+        assert_eq!(
+            (o.propagation, o.grace_period),
+            (Propagation::Foreground, Some(5))
+        );
+        let o = delete_options(&req(
+            "",
+            "",
+            &[("gracePeriodSeconds", "0"), ("propagationPolicy", "Orphan")],
+        ))
+        .unwrap();
+        assert_eq!(
+            (o.propagation, o.grace_period),
+            (Propagation::Orphan, Some(0))
+        );
+        assert_eq!(
+            delete_options(&req("", r#"{"propagationPolicy":"Sideways"}"#, &[]))
+                .err()
+                .unwrap()
+                .code,
+            422
+        );
+        assert_eq!(
+            delete_options(&req("", "", &[])).unwrap().propagation,
+            Propagation::Background
+        );
     }
 
     #[test]

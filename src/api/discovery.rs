@@ -8,7 +8,16 @@ use crate::model::{GROUPS, RESOURCES, Resource, Subresource};
 /// The Kubernetes version bramble speaks; kubectl warns beyond one minor of skew.
 pub const KUBE_MINOR: u32 = 37;
 
-const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 pub fn version() -> Value {
     json!({
@@ -49,7 +58,10 @@ fn group(name: &str) -> Value {
 
 /// `/api/v1` or `/apis/<group>/v1`.
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let in_group: Vec<&Resource> = RESOURCES.iter().filter(|r| r.group == group && r.version == version).collect();
+    let in_group: Vec<&Resource> = RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
     if in_group.is_empty() {
         return None;
     }
@@ -73,8 +85,14 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             resources.push(subresource(r, *sub));
         }
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }
 
 fn subresource(r: &Resource, sub: Subresource) -> Value {
@@ -101,11 +119,30 @@ mod tests {
     #[test]
     fn core_list_has_pods_with_category_all_and_subresources() {
         let v = resource_list("", "v1").unwrap();
-        let names: Vec<&str> = v["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
-        for n in ["pods", "pods/log", "pods/exec", "pods/status", "services", "nodes", "namespaces", "replicationcontrollers/scale"] {
+        let names: Vec<&str> = v["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        for n in [
+            "pods",
+            "pods/log",
+            "pods/exec",
+            "pods/status",
+            "services",
+            "nodes",
+            "namespaces",
+            "replicationcontrollers/scale",
+        ] {
             assert!(names.contains(&n), "{n} missing from {names:?}");
         }
-        let pods = &v["resources"].as_array().unwrap().iter().find(|r| r["name"] == "pods").unwrap();
+        let pods = &v["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "pods")
+            .unwrap();
         assert_eq!(pods["categories"], json!(["all"]));
         assert_eq!(pods["shortNames"], json!(["po"]));
     }
@@ -113,7 +150,12 @@ mod tests {
     #[test]
     fn apps_scale_is_autoscaling_v1() {
         let v = resource_list("apps", "v1").unwrap();
-        let scale = v["resources"].as_array().unwrap().iter().find(|r| r["name"] == "deployments/scale").unwrap();
+        let scale = v["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "deployments/scale")
+            .unwrap();
         assert_eq!(scale["group"], "autoscaling");
         assert_eq!(scale["kind"], "Scale");
         assert!(resource_list("apps", "v2").is_none());
@@ -123,7 +165,12 @@ mod tests {
     #[test]
     fn group_list_names_every_group() {
         let v = api_group_list();
-        let names: Vec<&str> = v["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = v["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["name"].as_str().unwrap())
+            .collect();
         assert_eq!(names, GROUPS);
     }
 }

@@ -43,24 +43,41 @@ pub struct Request {
 
 impl Request {
     pub fn param(&self, key: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
 pub enum Reply {
-    Full { status: u16, content_type: &'static str, body: Vec<u8> },
+    Full {
+        status: u16,
+        content_type: &'static str,
+        body: Vec<u8>,
+    },
     /// A chunked reply; the stream ends when the sender is dropped.
-    Stream { content_type: &'static str, chunks: smol::channel::Receiver<Vec<u8>> },
+    Stream {
+        content_type: &'static str,
+        chunks: smol::channel::Receiver<Vec<u8>>,
+    },
     /// Switch to WebSocket and hand the connection to `session` on a thread
     /// of its own.
-    Upgrade { headers: Vec<(&'static str, String)>, session: Session },
+    Upgrade {
+        headers: Vec<(&'static str, String)>,
+        session: Session,
+    },
 }
 
 pub type Session = Box<dyn FnOnce(Box<dyn tiny_http::ReadWrite + Send>) + Send>;
 
 impl Reply {
     pub fn json(status: u16, body: Vec<u8>) -> Reply {
-        Reply::Full { status, content_type: "application/json", body }
+        Reply::Full {
+            status,
+            content_type: "application/json",
+            body,
+        }
     }
 }
 
@@ -89,14 +106,19 @@ impl Listener {
         token: String,
         calls: smol::channel::Sender<Call>,
     ) -> Result<Listener, String> {
-        let ssl = tiny_http::SslConfig { certificate: tls.cert_pem, private_key: tls.key_pem };
-        let listener = std::net::TcpListener::bind(addr).map_err(|e| format!("listening on {addr}: {e}"))?;
+        let ssl = tiny_http::SslConfig {
+            certificate: tls.cert_pem,
+            private_key: tls.key_pem,
+        };
+        let listener =
+            std::net::TcpListener::bind(addr).map_err(|e| format!("listening on {addr}: {e}"))?;
         // Accepted sockets inherit TCP_NODELAY. Without it a reply written
         // as headers then body waits for the client's delayed ACK (~40 ms).
         nix::sys::socket::setsockopt(&listener, nix::sys::socket::sockopt::TcpNoDelay, &true)
             .map_err(|e| format!("setting TCP_NODELAY on {addr}: {e}"))?;
         let server = Arc::new(
-            tiny_http::Server::from_listener(listener, Some(ssl)).map_err(|e| format!("listening on {addr}: {e}"))?,
+            tiny_http::Server::from_listener(listener, Some(ssl))
+                .map_err(|e| format!("listening on {addr}: {e}"))?,
         );
         let addr = server
             .server_addr()
@@ -106,14 +128,23 @@ impl Listener {
         let streams = Arc::new(AtomicUsize::new(0));
         let workers = (0..WORKERS)
             .map(|i| {
-                let (server, token, calls, streams) = (server.clone(), token.clone(), calls.clone(), streams.clone());
+                let (server, token, calls, streams) = (
+                    server.clone(),
+                    token.clone(),
+                    calls.clone(),
+                    streams.clone(),
+                );
                 thread::Builder::new()
                     .name(format!("api-{i}"))
                     .spawn(move || worker(&server, &token, &calls, &streams))
                     .map_err(|e| format!("starting API threads: {e}"))
             })
             .collect::<Result<_, _>>()?;
-        Ok(Listener { server, workers, addr })
+        Ok(Listener {
+            server,
+            workers,
+            addr,
+        })
     }
 
     /// Stops accepting and waits for the worker threads.
@@ -128,7 +159,12 @@ impl Listener {
     }
 }
 
-fn worker(server: &tiny_http::Server, token: &str, calls: &smol::channel::Sender<Call>, streams: &Arc<AtomicUsize>) {
+fn worker(
+    server: &tiny_http::Server,
+    token: &str,
+    calls: &smol::channel::Sender<Call>,
+    streams: &Arc<AtomicUsize>,
+) {
     while let Ok(mut rq) = server.recv() {
         let reply = match prepare(&mut rq, token) {
             Err(reply) => reply,
@@ -137,8 +173,9 @@ fn worker(server: &tiny_http::Server, token: &str, calls: &smol::channel::Sender
                 if calls.send_blocking(Call { request, reply: tx }).is_err() {
                     status::reply(&status::Status::unavailable("the server is shutting down"))
                 } else {
-                    rx.recv_blocking()
-                        .unwrap_or_else(|_| status::reply(&status::Status::internal("the request was dropped")))
+                    rx.recv_blocking().unwrap_or_else(|_| {
+                        status::reply(&status::Status::internal("the request was dropped"))
+                    })
                 }
             }
         };
@@ -155,10 +192,24 @@ fn prepare(rq: &mut tiny_http::Request, token: &str) -> Result<Request, Reply> {
             .map(|h| h.value.as_str().to_string())
             .unwrap_or_default()
     };
-    let (accept, content_type, authorization) = (header("Accept"), header("Content-Type"), header("Authorization"));
+    let (accept, content_type, authorization) = (
+        header("Accept"),
+        header("Content-Type"),
+        header("Authorization"),
+    );
     let websocket = header("Upgrade")
         .eq_ignore_ascii_case("websocket")
-        .then(|| (header("Sec-WebSocket-Key"), rq.headers().iter().filter(|h| h.field.equiv("Sec-WebSocket-Protocol")).map(|h| h.value.as_str()).collect::<Vec<_>>().join(", ")));
+        .then(|| {
+            (
+                header("Sec-WebSocket-Key"),
+                rq.headers()
+                    .iter()
+                    .filter(|h| h.field.equiv("Sec-WebSocket-Protocol"))
+                    .map(|h| h.value.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )
+        });
     let (path, query) = split_url(rq.url());
     if !public_path(&path) && !authorized(&authorization, token) {
         return Err(status::reply(&status::Status::unauthorized()));
@@ -179,15 +230,28 @@ fn prepare(rq: &mut tiny_http::Request, token: &str) -> Result<Request, Reply> {
     // connection as its reader: reading would wait for the client forever.
     let read = match websocket {
         Some(_) => Ok(0),
-        None => rq.as_reader().take(MAX_BODY as u64 + 1).read_to_end(&mut body),
+        None => rq
+            .as_reader()
+            .take(MAX_BODY as u64 + 1)
+            .read_to_end(&mut body),
     };
     if let Err(e) = read {
-        return Err(status::reply(&status::Status::bad_request(format!("reading the request body: {e}"))));
+        return Err(status::reply(&status::Status::bad_request(format!(
+            "reading the request body: {e}"
+        ))));
     }
     if body.len() > MAX_BODY {
         return Err(status::reply(&status::Status::too_large(MAX_BODY)));
     }
-    Ok(Request { method, path, query, accept, content_type, body, websocket })
+    Ok(Request {
+        method,
+        path,
+        query,
+        accept,
+        content_type,
+        body,
+        websocket,
+    })
 }
 
 /// Health and version are readable without a token, as in Kubernetes.
@@ -196,7 +260,9 @@ fn public_path(path: &str) -> bool {
 }
 
 fn authorized(header: &str, token: &str) -> bool {
-    let Some(given) = header.strip_prefix("Bearer ") else { return false };
+    let Some(given) = header.strip_prefix("Bearer ") else {
+        return false;
+    };
     // Constant time, so the comparison leaks nothing about the token.
     let (a, b) = (given.trim().as_bytes(), token.as_bytes());
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -204,7 +270,11 @@ fn authorized(header: &str, token: &str) -> bool {
 
 fn respond(rq: tiny_http::Request, reply: Reply, streams: &Arc<AtomicUsize>) {
     match reply {
-        Reply::Full { status, content_type, body } => {
+        Reply::Full {
+            status,
+            content_type,
+            body,
+        } => {
             let resp = tiny_http::Response::from_data(body)
                 .with_status_code(status)
                 .with_header(header("Content-Type", content_type));
@@ -216,12 +286,17 @@ fn respond(rq: tiny_http::Request, reply: Reply, streams: &Arc<AtomicUsize>) {
                 resp.add_header(header(k, v));
             }
             let stream = rq.upgrade("websocket", resp);
-            let spawned = thread::Builder::new().name("api-exec".into()).spawn(move || session(stream));
+            let spawned = thread::Builder::new()
+                .name("api-exec".into())
+                .spawn(move || session(stream));
             if spawned.is_err() {
                 log::warn!("could not start a thread for an exec session");
             }
         }
-        Reply::Stream { content_type, chunks } => {
+        Reply::Stream {
+            content_type,
+            chunks,
+        } => {
             if streams.fetch_add(1, Ordering::SeqCst) >= MAX_STREAMS {
                 streams.fetch_sub(1, Ordering::SeqCst);
                 let reply = status::reply(&status::Status::too_many_requests(format!(
@@ -230,10 +305,12 @@ fn respond(rq: tiny_http::Request, reply: Reply, streams: &Arc<AtomicUsize>) {
                 return respond(rq, reply, streams);
             }
             let streams = streams.clone();
-            let spawned = thread::Builder::new().name("api-stream".into()).spawn(move || {
-                let _ = stream(rq, content_type, &chunks);
-                streams.fetch_sub(1, Ordering::SeqCst);
-            });
+            let spawned = thread::Builder::new()
+                .name("api-stream".into())
+                .spawn(move || {
+                    let _ = stream(rq, content_type, &chunks);
+                    streams.fetch_sub(1, Ordering::SeqCst);
+                });
             if spawned.is_err() {
                 log::warn!("could not start a thread for a streaming reply");
             }
@@ -243,9 +320,16 @@ fn respond(rq: tiny_http::Request, reply: Reply, streams: &Arc<AtomicUsize>) {
 
 /// Writes a chunked reply by hand: tiny_http's encoder buffers 8 KiB, which
 /// would hold watch events back.
-fn stream(rq: tiny_http::Request, content_type: &str, chunks: &smol::channel::Receiver<Vec<u8>>) -> std::io::Result<()> {
+fn stream(
+    rq: tiny_http::Request,
+    content_type: &str,
+    chunks: &smol::channel::Receiver<Vec<u8>>,
+) -> std::io::Result<()> {
     let mut w = rq.into_writer();
-    write!(w, "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\nCache-Control: no-cache, private\r\n\r\n")?;
+    write!(
+        w,
+        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\nCache-Control: no-cache, private\r\n\r\n"
+    )?;
     w.flush()?;
     while let Ok(chunk) = chunks.recv_blocking() {
         if chunk.is_empty() {
@@ -261,7 +345,8 @@ fn stream(rq: tiny_http::Request, content_type: &str, chunks: &smol::channel::Re
 }
 
 fn header(name: &str, value: &str) -> tiny_http::Header {
-    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header names and values are valid")
+    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes())
+        .expect("static header names and values are valid")
 }
 
 /// `/a/b?x=1&y=%2F` -> ("/a/b", [("x","1"), ("y","/")]).
@@ -284,7 +369,11 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
             (b'%', Some(h), Some(l)) => {
                 out.push(h << 4 | l);
                 i += 3;

@@ -43,7 +43,9 @@ pub async fn serve(ctx: Rc<Ctx>, calls: smol::channel::Receiver<Call>) {
         let ctx2 = ctx.clone();
         ctx.ex
             .spawn(async move {
-                let reply = handle(&ctx2, &call.request).await.unwrap_or_else(|s| status::reply(&s));
+                let reply = handle(&ctx2, &call.request)
+                    .await
+                    .unwrap_or_else(|s| status::reply(&s));
                 let _ = call.reply.send(reply).await;
             })
             .detach();
@@ -55,18 +57,34 @@ async fn handle(ctx: &Rc<Ctx>, req: &Request) -> Result<Reply, Status> {
         return Err(Status::no_route(&req.path));
     };
     if req.method != Method::Get && !matches!(route, Route::Object(_)) {
-        return Err(Status::method_not_allowed(format!("{:?} is not supported on {}", req.method, req.path)));
+        return Err(Status::method_not_allowed(format!(
+            "{:?} is not supported on {}",
+            req.method, req.path
+        )));
     }
     match route {
         Route::Version => Ok(json(discovery::version())),
-        Route::Health => Ok(if ctx.ready.get() || req.path.starts_with("/livez") || req.path.starts_with("/healthz") {
-            Reply::Full { status: 200, content_type: "text/plain", body: b"ok".to_vec() }
-        } else {
-            Reply::Full { status: 503, content_type: "text/plain", body: b"not ready: starting".to_vec() }
-        }),
+        Route::Health => Ok(
+            if ctx.ready.get() || req.path.starts_with("/livez") || req.path.starts_with("/healthz")
+            {
+                Reply::Full {
+                    status: 200,
+                    content_type: "text/plain",
+                    body: b"ok".to_vec(),
+                }
+            } else {
+                Reply::Full {
+                    status: 503,
+                    content_type: "text/plain",
+                    body: b"not ready: starting".to_vec(),
+                }
+            },
+        ),
         Route::ApiVersions => Ok(json(discovery::api_versions())),
         Route::ApiGroupList => Ok(json(discovery::api_group_list())),
-        Route::ApiGroup(g) => discovery::api_group(&g).map(json).ok_or_else(|| Status::no_route(&req.path)),
+        Route::ApiGroup(g) => discovery::api_group(&g)
+            .map(json)
+            .ok_or_else(|| Status::no_route(&req.path)),
         Route::ResourceList { group, version } => discovery::resource_list(&group, &version)
             .map(json)
             .ok_or_else(|| Status::no_route(&req.path)),
@@ -90,10 +108,17 @@ pub fn json(v: Value) -> Reply {
 fn metrics(ctx: &Ctx) -> String {
     let mut out = String::new();
     out.push_str("# TYPE bramble_store_resource_version counter\n");
-    out.push_str(&format!("bramble_store_resource_version {}\n", ctx.store.resource_version()));
+    out.push_str(&format!(
+        "bramble_store_resource_version {}\n",
+        ctx.store.resource_version()
+    ));
     out.push_str("# TYPE bramble_store_objects gauge\n");
     for r in crate::model::RESOURCES {
-        out.push_str(&format!("bramble_store_objects{{resource=\"{}\"}} {}\n", r.key(), ctx.store.list(r, None).len()));
+        out.push_str(&format!(
+            "bramble_store_objects{{resource=\"{}\"}} {}\n",
+            r.key(),
+            ctx.store.list(r, None).len()
+        ));
     }
     out
 }

@@ -50,7 +50,10 @@ fn value_reply(code: u16, v: &Value) -> Reply {
 }
 
 pub fn include_object(req: &Request) -> Result<table::IncludeObject, Status> {
-    req.param("includeObject").unwrap_or("").parse().map_err(Status::bad_request)
+    req.param("includeObject")
+        .unwrap_or("")
+        .parse()
+        .map_err(Status::bad_request)
 }
 
 pub fn existing(ctx: &Ctx, t: &Target, name: &str) -> Result<Arc<Object>, Status> {
@@ -64,7 +67,16 @@ fn get(ctx: &Ctx, req: &Request, t: &Target, name: &str) -> Result<Reply, Status
     if body::wants_table(req) {
         let v = obj.value();
         let rv = obj.rv.to_string();
-        return Ok(value_reply(200, &table::table(t.resource.kind, &[v], &rv, include_object(req)?, SystemTime::now())));
+        return Ok(value_reply(
+            200,
+            &table::table(
+                t.resource.kind,
+                &[v],
+                &rv,
+                include_object(req)?,
+                SystemTime::now(),
+            ),
+        ));
     }
     Ok(raw_reply(200, &obj))
 }
@@ -78,13 +90,18 @@ pub struct Filter {
 impl Filter {
     pub fn from_request(req: &Request, resource: &Resource) -> Result<Filter, Status> {
         let labels = match req.param("labelSelector").filter(|s| !s.is_empty()) {
-            Some(s) => Some(LabelSelector::parse(s).map_err(|e| Status::bad_request(format!("labelSelector: {e}")))?),
+            Some(s) => Some(
+                LabelSelector::parse(s)
+                    .map_err(|e| Status::bad_request(format!("labelSelector: {e}")))?,
+            ),
             None => None,
         };
         let fields = match req.param("fieldSelector").filter(|s| !s.is_empty()) {
             Some(s) => {
-                let f = FieldSelector::parse(s).map_err(|e| Status::bad_request(format!("fieldSelector: {e}")))?;
-                f.check_supported(resource.kind).map_err(|e| Status::bad_request(e.to_string()))?;
+                let f = FieldSelector::parse(s)
+                    .map_err(|e| Status::bad_request(format!("fieldSelector: {e}")))?;
+                f.check_supported(resource.kind)
+                    .map_err(|e| Status::bad_request(e.to_string()))?;
                 Some(f)
             }
             None => None,
@@ -113,7 +130,11 @@ fn list(ctx: &Ctx, req: &Request, t: &Target) -> Result<Reply, Status> {
         items.retain(|o| (o.namespace.as_str(), o.name.as_str()) > (ns, name));
     }
     let mut next = None;
-    if let Some(limit) = req.param("limit").and_then(|s| s.parse::<usize>().ok()).filter(|n| *n > 0) {
+    if let Some(limit) = req
+        .param("limit")
+        .and_then(|s| s.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+    {
         if items.len() > limit {
             let remaining = items.len() - limit;
             items.truncate(limit);
@@ -124,7 +145,13 @@ fn list(ctx: &Ctx, req: &Request, t: &Target) -> Result<Reply, Status> {
     let rv = rv.to_string();
     if body::wants_table(req) {
         let values: Vec<Value> = items.iter().map(|o| o.value()).collect();
-        let mut tbl = table::table(t.resource.kind, &values, &rv, include_object(req)?, SystemTime::now());
+        let mut tbl = table::table(
+            t.resource.kind,
+            &values,
+            &rv,
+            include_object(req)?,
+            SystemTime::now(),
+        );
         if let Some((token, remaining)) = next {
             tbl["metadata"]["continue"] = token.into();
             tbl["metadata"]["remainingItemCount"] = remaining.into();
@@ -159,7 +186,12 @@ fn list(ctx: &Ctx, req: &Request, t: &Target) -> Result<Reply, Status> {
 
 /// Checks kind, apiVersion, namespace and name of a body against the URL,
 /// fills what is missing, checks unknown fields if asked, and defaults it.
-fn admit_body(req: &Request, t: &Target, mut v: Value, url_name: Option<&str>) -> Result<Value, Status> {
+fn admit_body(
+    req: &Request,
+    t: &Target,
+    mut v: Value,
+    url_name: Option<&str>,
+) -> Result<Value, Status> {
     let r = t.resource;
     let api_version = r.api_version();
     let map = v.as_object_mut().expect("bodies are checked to be objects");
@@ -216,8 +248,14 @@ fn admit_body(req: &Request, t: &Target, mut v: Value, url_name: Option<&str>) -
     if req.param("fieldValidation") == Some("Strict") {
         let unknown = schema::unknown_fields(r.kind, &v);
         if !unknown.is_empty() {
-            let list: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
-            return Err(Status::bad_request(format!("strict decoding error: {}", list.join(", "))));
+            let list: Vec<String> = unknown
+                .iter()
+                .map(|f| format!("unknown field \"{f}\""))
+                .collect();
+            return Err(Status::bad_request(format!(
+                "strict decoding error: {}",
+                list.join(", ")
+            )));
         }
     }
     defaults::apply_defaults(r.kind, &mut v);
@@ -230,7 +268,12 @@ fn invalid(r: &Resource, v: &Value, errs: Vec<validate::FieldError>) -> Status {
         .iter()
         .map(|e| json!({"reason": e.kind.reason(), "message": e.body(), "field": e.field}))
         .collect();
-    Status::invalid(r, name, validate::invalid_message(r.kind, name, &errs), causes)
+    Status::invalid(
+        r,
+        name,
+        validate::invalid_message(r.kind, name, &errs),
+        causes,
+    )
 }
 
 async fn create(ctx: &Ctx, req: &Request, t: &Target) -> Result<Reply, Status> {
@@ -257,12 +300,23 @@ async fn create_value(ctx: &Ctx, req: &Request, t: &Target, mut v: Value) -> Res
 
 /// Writes `new` over `old`: the main resource keeps the stored status, the
 /// status subresource keeps everything but the status.
-async fn write_update(ctx: &Ctx, t: &Target, old: &Object, mut new: Value) -> Result<Reply, Status> {
+async fn write_update(
+    ctx: &Ctx,
+    t: &Target,
+    old: &Object,
+    mut new: Value,
+) -> Result<Reply, Status> {
     let r = t.resource;
     // A stale resourceVersion is a conflict, whatever else is wrong (as in
     // Kubernetes, which checks it before validating).
-    if model::meta_str(&new, "resourceVersion").is_some_and(|rv| !rv.is_empty() && rv != old.rv.to_string()) {
-        return Err(crate::store::StoreError::Conflict { resource: r, name: old.name.clone() }.into());
+    if model::meta_str(&new, "resourceVersion")
+        .is_some_and(|rv| !rv.is_empty() && rv != old.rv.to_string())
+    {
+        return Err(crate::store::StoreError::Conflict {
+            resource: r,
+            name: old.name.clone(),
+        }
+        .into());
     }
     let old_v = old.value();
     if r.has(Subresource::Status) {
@@ -302,7 +356,10 @@ async fn replace(ctx: &Ctx, req: &Request, t: &Target, name: &str) -> Result<Rep
         return Err(Status::invalid(
             t.resource,
             name,
-            format!("{} \"{name}\" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update", t.resource.kind),
+            format!(
+                "{} \"{name}\" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update",
+                t.resource.kind
+            ),
             vec![],
         ));
     }
@@ -354,7 +411,10 @@ async fn delete(ctx: &Ctx, req: &Request, t: &Target, name: &str) -> Result<Repl
             return Err(Status::conflict(
                 t.resource,
                 name,
-                format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", obj.uid),
+                format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    obj.uid
+                ),
             ));
         }
     }
@@ -363,7 +423,10 @@ async fn delete(ctx: &Ctx, req: &Request, t: &Target, name: &str) -> Result<Repl
             return Err(Status::conflict(
                 t.resource,
                 name,
-                format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", obj.rv),
+                format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    obj.rv
+                ),
             ));
         }
     }
@@ -388,7 +451,9 @@ fn delete_one(
     if propagation == Propagation::Orphan {
         admission::orphan_dependents(ctx, obj)?;
     }
-    let d = ctx.store.delete_gracefully(r, &obj.namespace, &obj.name, grace)?;
+    let d = ctx
+        .store
+        .delete_gracefully(r, &obj.namespace, &obj.name, grace)?;
     Ok(match d {
         Deletion::Gone(o) | Deletion::Pending(o) => o,
     })
@@ -429,8 +494,12 @@ async fn delete_collection(ctx: &Ctx, req: &Request, t: &Target) -> Result<Reply
 /// The selector of a scalable object, as a string for Scale.status.selector.
 fn selector_string(v: &Value) -> String {
     match v.pointer("/spec/selector") {
-        Some(Value::Object(m)) if m.contains_key("matchLabels") || m.contains_key("matchExpressions") => {
-            LabelSelector::from_object(&Value::Object(m.clone())).map(|s| s.to_string()).unwrap_or_default()
+        Some(Value::Object(m))
+            if m.contains_key("matchLabels") || m.contains_key("matchExpressions") =>
+        {
+            LabelSelector::from_object(&Value::Object(m.clone()))
+                .map(|s| s.to_string())
+                .unwrap_or_default()
         }
         Some(Value::Object(m)) => LabelSelector::from_map(m).to_string(),
         _ => String::new(),
@@ -439,10 +508,16 @@ fn selector_string(v: &Value) -> String {
 
 fn scale_object(r: &Resource, v: &Value) -> Value {
     let m = model::meta(v).cloned().unwrap_or_default();
-    let keep: Map<String, Value> = ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"]
-        .iter()
-        .filter_map(|k| m.get(*k).map(|x| (k.to_string(), x.clone())))
-        .collect();
+    let keep: Map<String, Value> = [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ]
+    .iter()
+    .filter_map(|k| m.get(*k).map(|x| (k.to_string(), x.clone())))
+    .collect();
     let _ = r;
     json!({
         "kind": "Scale",
@@ -480,13 +555,20 @@ async fn scale(ctx: &Ctx, req: &Request, t: &Target, name: &str) -> Result<Reply
         }
     };
     let Some(replicas) = wanted.pointer("/spec/replicas").and_then(Value::as_i64) else {
-        return Err(Status::invalid(t.resource, name, format!("Scale \"{name}\" is invalid: spec.replicas: Required value"), vec![]));
+        return Err(Status::invalid(
+            t.resource,
+            name,
+            format!("Scale \"{name}\" is invalid: spec.replicas: Required value"),
+            vec![],
+        ));
     };
     if replicas < 0 {
         return Err(Status::invalid(
             t.resource,
             name,
-            format!("Scale \"{name}\" is invalid: spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0"),
+            format!(
+                "Scale \"{name}\" is invalid: spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0"
+            ),
             vec![],
         ));
     }
@@ -503,10 +585,17 @@ async fn scale(ctx: &Ctx, req: &Request, t: &Target, name: &str) -> Result<Reply
 /// POST pods/NAME/binding: what a scheduler writes.
 async fn bind(ctx: &Ctx, req: &Request, t: &Target, name: &str) -> Result<Reply, Status> {
     let b = body::object(req)?;
-    let Some(node) = b.pointer("/target/name").and_then(Value::as_str).filter(|s| !s.is_empty()) else {
+    let Some(node) = b
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    else {
         return Err(Status::unprocessable("target.name: Required value"));
     };
     let obj = crate::scheduler::bind(&ctx.store, namespace_of(t), name, node)?;
     ctx.store.durable(obj.rv).await;
-    Ok(value_reply(201, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
+    Ok(value_reply(
+        201,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+    ))
 }

@@ -20,8 +20,16 @@ fn container_name(req: &Request, pod: &Value, name: &str) -> Result<String, Stat
         .collect();
     match req.param("container") {
         Some(c) if names.contains(&c) => Ok(c.to_string()),
-        Some(c) => Err(Status::bad_request(format!("container {c} is not valid for pod {name}"))),
-        None if pod.pointer("/spec/containers").and_then(Value::as_array).is_some_and(|a| a.len() == 1) => Ok(names[0].to_string()),
+        Some(c) => Err(Status::bad_request(format!(
+            "container {c} is not valid for pod {name}"
+        ))),
+        None if pod
+            .pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.len() == 1) =>
+        {
+            Ok(names[0].to_string())
+        }
         None => Err(Status::bad_request(format!(
             "a container name must be specified for pod {name}, choose one of: [{}]",
             names.join(" ")
@@ -30,7 +38,9 @@ fn container_name(req: &Request, pod: &Value, name: &str) -> Result<String, Stat
 }
 
 fn kubelet(ctx: &Ctx) -> Result<&crate::kubelet::Kubelet, Status> {
-    ctx.kubelet.as_deref().ok_or_else(|| Status::unavailable("this server runs no kubelet"))
+    ctx.kubelet
+        .as_deref()
+        .ok_or_else(|| Status::unavailable("this server runs no kubelet"))
 }
 
 /// A Write that sends what it is given to a streaming reply.
@@ -38,7 +48,9 @@ struct ChunkWriter(smol::channel::Sender<Vec<u8>>);
 
 impl Write for ChunkWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.send_blocking(buf.to_vec()).map_err(|_| std::io::ErrorKind::BrokenPipe)?;
+        self.0
+            .send_blocking(buf.to_vec())
+            .map_err(|_| std::io::ErrorKind::BrokenPipe)?;
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -49,9 +61,12 @@ impl Write for ChunkWriter {
 pub async fn log(ctx: &Ctx, req: &Request, t: &Target, name: &str) -> Result<Reply, Status> {
     let pod = existing(ctx, t, name)?;
     let container = container_name(req, &pod.value(), name)?;
-    let opts = logs::LogOptions::from_query(&req.query, std::time::SystemTime::now()).map_err(Status::bad_request)?;
+    let opts = logs::LogOptions::from_query(&req.query, std::time::SystemTime::now())
+        .map_err(Status::bad_request)?;
     let previous = matches!(req.param("previous"), Some("true" | "1"));
-    let (path, ended) = kubelet(ctx)?.log_file(&pod, &container, previous).map_err(Status::bad_request)?;
+    let (path, ended) = kubelet(ctx)?
+        .log_file(&pod, &container, previous)
+        .map_err(Status::bad_request)?;
     if !opts.follow {
         let body = smol::unblock(move || {
             let mut out = Vec::new();
@@ -62,7 +77,11 @@ pub async fn log(ctx: &Ctx, req: &Request, t: &Target, name: &str) -> Result<Rep
             std::io::ErrorKind::NotFound => Ok(Vec::new()),
             _ => Err(Status::internal(format!("reading the log: {e}"))),
         })?;
-        return Ok(Reply::Full { status: 200, content_type: "text/plain", body });
+        return Ok(Reply::Full {
+            status: 200,
+            content_type: "text/plain",
+            body,
+        });
     }
     let (tx, rx) = smol::channel::bounded(16);
     std::thread::Builder::new()
@@ -74,29 +93,53 @@ pub async fn log(ctx: &Ctx, req: &Request, t: &Target, name: &str) -> Result<Rep
             }
         })
         .map_err(|e| Status::internal(format!("starting a log stream: {e}")))?;
-    Ok(Reply::Stream { content_type: "text/plain", chunks: rx })
+    Ok(Reply::Stream {
+        content_type: "text/plain",
+        chunks: rx,
+    })
 }
 
 pub async fn exec(ctx: &Ctx, req: &Request, t: &Target, name: &str) -> Result<Reply, Status> {
     let Some((key, offered)) = req.websocket.clone() else {
-        return Err(Status::bad_request("exec needs a WebSocket upgrade (v5.channel.k8s.io or v4.channel.k8s.io)"));
+        return Err(Status::bad_request(
+            "exec needs a WebSocket upgrade (v5.channel.k8s.io or v4.channel.k8s.io)",
+        ));
     };
     let handshake = websocket::handshake(&key, &offered).map_err(Status::bad_request)?;
     let pod = existing(ctx, t, name)?;
     let container = container_name(req, &pod.value(), name)?;
-    let args: Vec<String> = req.query.iter().filter(|(k, _)| k == "command").map(|(_, v)| v.clone()).collect();
+    let args: Vec<String> = req
+        .query
+        .iter()
+        .filter(|(k, _)| k == "command")
+        .map(|(_, v)| v.clone())
+        .collect();
     if args.is_empty() {
-        return Err(Status::bad_request("you must specify at least one command for the container"));
+        return Err(Status::bad_request(
+            "you must specify at least one command for the container",
+        ));
     }
     if matches!(req.param("tty"), Some("true" | "1")) {
-        return Err(Status::bad_request("exec with a TTY (-t) is not supported yet; run without -t"));
+        return Err(Status::bad_request(
+            "exec with a TTY (-t) is not supported yet; run without -t",
+        ));
     }
-    let (handle, exit) = kubelet(ctx)?.exec(&pod, &container, args).await.map_err(Status::bad_request)?;
+    let (handle, exit) = kubelet(ctx)?
+        .exec(&pod, &container, args)
+        .await
+        .map_err(Status::bad_request)?;
     let protocol = handshake.protocol;
     let headers = handshake.headers().into_iter().collect();
     let session: super::http::Session = Box::new(move |stream| {
-        let io = websocket::ExecIo { stdout: Some(handle.stdout), stderr: Some(handle.stderr), stdin: None };
-        if let Err(e) = websocket::serve_exec(stream, protocol, io, || exit.recv_blocking().unwrap_or(websocket::ExitStatus::Unknown)) {
+        let io = websocket::ExecIo {
+            stdout: Some(handle.stdout),
+            stderr: Some(handle.stderr),
+            stdin: None,
+        };
+        if let Err(e) = websocket::serve_exec(stream, protocol, io, || {
+            exit.recv_blocking()
+                .unwrap_or(websocket::ExitStatus::Unknown)
+        }) {
             log::debug!("exec session ended: {e}");
         }
     });

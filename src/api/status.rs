@@ -17,7 +17,12 @@ pub struct Status {
 
 impl Status {
     fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Status {
-        Status { code, reason, message: message.into(), details: None }
+        Status {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
     }
     fn with_details(mut self, resource: &Resource, name: &str) -> Status {
         let mut d = json!({"name": name, "kind": resource.plural});
@@ -38,17 +43,30 @@ impl Status {
         Status::new(403, "Forbidden", msg)
     }
     pub fn not_found(resource: &Resource, name: &str) -> Status {
-        Status::new(404, "NotFound", format!("{} \"{name}\" not found", qualified(resource))).with_details(resource, name)
+        Status::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", qualified(resource)),
+        )
+        .with_details(resource, name)
     }
     pub fn no_route(path: &str) -> Status {
-        Status::new(404, "NotFound", format!("the server could not find the requested resource ({path})"))
+        Status::new(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource ({path})"),
+        )
     }
     pub fn method_not_allowed(msg: impl Into<String>) -> Status {
         Status::new(405, "MethodNotAllowed", msg)
     }
     pub fn already_exists(resource: &Resource, name: &str) -> Status {
-        Status::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", qualified(resource)))
-            .with_details(resource, name)
+        Status::new(
+            409,
+            "AlreadyExists",
+            format!("{} \"{name}\" already exists", qualified(resource)),
+        )
+        .with_details(resource, name)
     }
     pub fn conflict(resource: &Resource, name: &str, msg: impl Into<String>) -> Status {
         Status::new(409, "Conflict", msg).with_details(resource, name)
@@ -57,12 +75,21 @@ impl Status {
         Status::new(410, "Expired", msg)
     }
     pub fn too_large(limit: usize) -> Status {
-        Status::new(413, "RequestEntityTooLarge", format!("the request body is larger than {} bytes", limit))
+        Status::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("the request body is larger than {} bytes", limit),
+        )
     }
     pub fn unsupported_media(msg: impl Into<String>) -> Status {
         Status::new(415, "UnsupportedMediaType", msg)
     }
-    pub fn invalid(resource: &Resource, name: &str, msg: impl Into<String>, causes: Vec<Value>) -> Status {
+    pub fn invalid(
+        resource: &Resource,
+        name: &str,
+        msg: impl Into<String>,
+        causes: Vec<Value>,
+    ) -> Status {
         let mut s = Status::new(422, "Invalid", msg).with_details(resource, name);
         if let Some(d) = s.details.as_mut() {
             d["kind"] = resource.kind.into();
@@ -105,7 +132,10 @@ fn qualified(r: &Resource) -> String {
 }
 
 pub fn reply(s: &Status) -> Reply {
-    Reply::json(s.code, serde_json::to_vec(&s.to_json()).expect("JSON values serialize"))
+    Reply::json(
+        s.code,
+        serde_json::to_vec(&s.to_json()).expect("JSON values serialize"),
+    )
 }
 
 impl From<StoreError> for Status {
@@ -113,11 +143,20 @@ impl From<StoreError> for Status {
         match &e {
             StoreError::NotFound { resource, name } => Status::not_found(resource, name),
             StoreError::AlreadyExists { resource, name } => Status::already_exists(resource, name),
-            StoreError::Conflict { resource, name } => Status::conflict(resource, name, e.to_string()),
-            StoreError::Gone { .. } => Status::gone(e.to_string()),
-            StoreError::Invalid { resource, name, detail } => {
-                Status::invalid(resource, name, format!("{} \"{name}\" is invalid: {detail}", resource.kind), vec![])
+            StoreError::Conflict { resource, name } => {
+                Status::conflict(resource, name, e.to_string())
             }
+            StoreError::Gone { .. } => Status::gone(e.to_string()),
+            StoreError::Invalid {
+                resource,
+                name,
+                detail,
+            } => Status::invalid(
+                resource,
+                name,
+                format!("{} \"{name}\" is invalid: {detail}", resource.kind),
+                vec![],
+            ),
             StoreError::Sqlite { .. } | StoreError::Corrupt { .. } | StoreError::Io { .. } => {
                 Status::internal(e.to_string())
             }

@@ -51,7 +51,6 @@ pub fn column_definitions(kind: &str) -> Value {
         .collect()
 }
 
-
 /// A Table of `objs`, in the order given (the apiserver sorts nothing, events included).
 pub fn table(
     kind: &str,
@@ -1136,11 +1135,19 @@ mod tests {
         ]}));
         assert_eq!(pod_state(&p), json!(["0/1", "Completed", "0"]));
         let expected = json!([{"type": "Completed", "status": "True", "reason": "Succeeded", "message": "The pod has completed successfully."}]);
-        assert_eq!(row_with("Pod", &p, IncludeObject::default(), now())["conditions"], expected);
+        assert_eq!(
+            row_with("Pod", &p, IncludeObject::default(), now())["conditions"],
+            expected
+        );
         assert!(
-            row_with("Pod", &pod(&json!({"phase": "Running"})), IncludeObject::default(), now())
-                .get("conditions")
-                .is_none()
+            row_with(
+                "Pod",
+                &pod(&json!({"phase": "Running"})),
+                IncludeObject::default(),
+                now()
+            )
+            .get("conditions")
+            .is_none()
         );
     }
 

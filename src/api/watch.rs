@@ -23,7 +23,10 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(1800);
 
 enum Format {
     Object,
-    Table { include: table::IncludeObject, sent_columns: bool },
+    Table {
+        include: table::IncludeObject,
+        sent_columns: bool,
+    },
 }
 
 pub fn start(ctx: &Rc<Ctx>, req: &Request, t: &Target) -> Result<Reply, Status> {
@@ -35,15 +38,20 @@ pub fn start(ctx: &Rc<Ctx>, req: &Request, t: &Target) -> Result<Reply, Status> 
             "sendInitialEvents requires resourceVersionMatch=NotOlderThan",
         ));
     }
-    let since = match req.param("resourceVersion").filter(|s| !s.is_empty() && *s != "0") {
-        Some(s) if !send_initial => Some(
-            s.parse::<u64>()
-                .map_err(|_| Status::bad_request(format!("resourceVersion: invalid value \"{s}\"")))?,
-        ),
-        _ => None,
-    };
+    let since =
+        match req
+            .param("resourceVersion")
+            .filter(|s| !s.is_empty() && *s != "0")
+        {
+            Some(s) if !send_initial => Some(s.parse::<u64>().map_err(|_| {
+                Status::bad_request(format!("resourceVersion: invalid value \"{s}\""))
+            })?),
+            _ => None,
+        };
     let current = ctx.store.resource_version();
-    let events = ctx.store.watch(t.resource, t.namespace.as_deref(), since.unwrap_or(current))?;
+    let events = ctx
+        .store
+        .watch(t.resource, t.namespace.as_deref(), since.unwrap_or(current))?;
     // Without a resourceVersion the watch starts with the current state.
     let initial: Vec<Arc<Object>> = if since.is_none() {
         ctx.store
@@ -61,7 +69,10 @@ pub fn start(ctx: &Rc<Ctx>, req: &Request, t: &Target) -> Result<Reply, Status> 
         .unwrap_or(MAX_TIMEOUT)
         .min(MAX_TIMEOUT);
     let mut format = if body::wants_table(req) {
-        Format::Table { include: super::objects::include_object(req)?, sent_columns: false }
+        Format::Table {
+            include: super::objects::include_object(req)?,
+            sent_columns: false,
+        }
     } else {
         Format::Object
     };
@@ -102,8 +113,14 @@ pub fn start(ctx: &Rc<Ctx>, req: &Request, t: &Target) -> Result<Reply, Status> 
                     // The store closed the watch (shutdown, or this watcher fell behind).
                     Some(Err(_)) => return,
                     Some(Ok(ev)) => {
-                        let Some(ty) = translate(&ev, name.as_deref(), &filter) else { continue };
-                        if tx.send(line(kind, ty, &ev.object, &mut format)).await.is_err() {
+                        let Some(ty) = translate(&ev, name.as_deref(), &filter) else {
+                            continue;
+                        };
+                        if tx
+                            .send(line(kind, ty, &ev.object, &mut format))
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -114,7 +131,10 @@ pub fn start(ctx: &Rc<Ctx>, req: &Request, t: &Target) -> Result<Reply, Status> 
         })
         .detach();
     let content_type = "application/json";
-    Ok(Reply::Stream { content_type, chunks: rx })
+    Ok(Reply::Stream {
+        content_type,
+        chunks: rx,
+    })
 }
 
 /// What a filtered watcher sees of an event: an object that starts matching
@@ -142,7 +162,10 @@ fn line(kind: &str, ty: &str, o: &Object, format: &mut Format) -> Vec<u8> {
             v.push(b'}');
             v
         }
-        Format::Table { include, sent_columns } => {
+        Format::Table {
+            include,
+            sent_columns,
+        } => {
             let rv = o.rv.to_string();
             let value = o.value();
             // The first event carries the column definitions, later ones null.
@@ -173,7 +196,10 @@ mod tests {
             name: "p".into(),
             uid: "u".into(),
             rv: 1,
-            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
             raw: r#"{"metadata":{"name":"p"}}"#.into(),
         })
     }
@@ -196,19 +222,44 @@ mod tests {
         let f = filter("app=web");
         let web = obj(&[("app", "web")]);
         let db = obj(&[("app", "db")]);
-        let ev = |kind, object: &Arc<Object>, prev: Option<&Arc<Object>>| WatchEvent { kind, object: object.clone(), prev: prev.cloned() };
-        assert_eq!(translate(&ev(EventType::Added, &web, None), None, &f), Some("ADDED"));
+        let ev = |kind, object: &Arc<Object>, prev: Option<&Arc<Object>>| WatchEvent {
+            kind,
+            object: object.clone(),
+            prev: prev.cloned(),
+        };
+        assert_eq!(
+            translate(&ev(EventType::Added, &web, None), None, &f),
+            Some("ADDED")
+        );
         assert_eq!(translate(&ev(EventType::Added, &db, None), None, &f), None);
-        assert_eq!(translate(&ev(EventType::Modified, &web, Some(&db)), None, &f), Some("ADDED"));
-        assert_eq!(translate(&ev(EventType::Modified, &db, Some(&web)), None, &f), Some("DELETED"));
-        assert_eq!(translate(&ev(EventType::Modified, &web, Some(&web)), None, &f), Some("MODIFIED"));
-        assert_eq!(translate(&ev(EventType::Deleted, &web, Some(&web)), None, &f), Some("DELETED"));
-        assert_eq!(translate(&ev(EventType::Added, &web, None), Some("other"), &f), None);
+        assert_eq!(
+            translate(&ev(EventType::Modified, &web, Some(&db)), None, &f),
+            Some("ADDED")
+        );
+        assert_eq!(
+            translate(&ev(EventType::Modified, &db, Some(&web)), None, &f),
+            Some("DELETED")
+        );
+        assert_eq!(
+            translate(&ev(EventType::Modified, &web, Some(&web)), None, &f),
+            Some("MODIFIED")
+        );
+        assert_eq!(
+            translate(&ev(EventType::Deleted, &web, Some(&web)), None, &f),
+            Some("DELETED")
+        );
+        assert_eq!(
+            translate(&ev(EventType::Added, &web, None), Some("other"), &f),
+            None
+        );
     }
 
     #[test]
     fn object_lines_splice_the_stored_json() {
         let l = line("Pod", "ADDED", &obj(&[]), &mut Format::Object);
-        assert_eq!(String::from_utf8(l).unwrap(), "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"p\"}}}\n");
+        assert_eq!(
+            String::from_utf8(l).unwrap(),
+            "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"p\"}}}\n"
+        );
     }
 }

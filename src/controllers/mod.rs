@@ -13,9 +13,15 @@ use crate::store::Store;
 /// when the last pass asked to run again after a delay. A pass looks at the
 /// current state (level-triggered), so events are only a wake-up: any number
 /// of them coalesce into one pass.
-pub async fn level_loop(store: &Store, resources: &[&'static Resource], mut pass: impl FnMut() -> Option<Duration>) {
+pub async fn level_loop(
+    store: &Store,
+    resources: &[&'static Resource],
+    mut pass: impl FnMut() -> Option<Duration>,
+) {
     loop {
-        let Ok(events) = store.watch_many(resources, None, store.resource_version()) else { continue };
+        let Ok(events) = store.watch_many(resources, None, store.resource_version()) else {
+            continue;
+        };
         let again = pass();
         let changed = async {
             if events.recv().await.is_err() {
@@ -24,7 +30,12 @@ pub async fn level_loop(store: &Store, resources: &[&'static Resource], mut pass
             }
         };
         match again {
-            Some(delay) => smol::future::or(changed, async { smol::Timer::after(delay).await; }).await,
+            Some(delay) => {
+                smol::future::or(changed, async {
+                    smol::Timer::after(delay).await;
+                })
+                .await
+            }
             None => changed.await,
         }
     }

@@ -10,7 +10,11 @@ use crate::store::{self, Store};
 const RECHECK: Duration = Duration::from_secs(1);
 
 pub async fn run(store: &Store) {
-    let watched: Vec<_> = RESOURCES.iter().filter(|r| r.namespaced).chain([res("Namespace")]).collect();
+    let watched: Vec<_> = RESOURCES
+        .iter()
+        .filter(|r| r.namespaced)
+        .chain([res("Namespace")])
+        .collect();
     super::level_loop(store, &watched, || pass(store)).await
 }
 
@@ -27,7 +31,12 @@ fn pass(store: &Store) -> Option<Duration> {
                 left += 1;
                 if !store::is_deleting(&o.value()) {
                     if let Err(e) = store.delete_gracefully(r, &o.namespace, &o.name, None) {
-                        log::warn!("deleting {} {}/{} of a terminating namespace: {e}", r.kind, o.namespace, o.name);
+                        log::warn!(
+                            "deleting {} {}/{} of a terminating namespace: {e}",
+                            r.kind,
+                            o.namespace,
+                            o.name
+                        );
                     }
                 }
             }

@@ -15,7 +15,12 @@ use crate::runtime::{ClientError, ExecHandle, RuntimeClient};
 
 enum Call {
     Op(Op, smol::channel::Sender<Result<Reply, String>>),
-    Exec { id: String, args: Vec<String>, env: Vec<String>, reply: smol::channel::Sender<Result<ExecHandle, String>> },
+    Exec {
+        id: String,
+        args: Vec<String>,
+        env: Vec<String>,
+        reply: smol::channel::Sender<Result<ExecHandle, String>>,
+    },
 }
 
 /// Cheap to clone; every clone talks to the same thread.
@@ -32,12 +37,24 @@ impl Link {
         let client = RuntimeClient::connect(root)?;
         let (calls_tx, calls_rx) = smol::channel::unbounded();
         let (events_tx, events_rx) = smol::channel::unbounded();
-        let (wake_tx, wake_rx) = UnixStream::pair().map_err(|e| ClientError::Io { what: "create a socketpair", source: e })?;
+        let (wake_tx, wake_rx) = UnixStream::pair().map_err(|e| ClientError::Io {
+            what: "create a socketpair",
+            source: e,
+        })?;
         thread::Builder::new()
             .name("runtime-link".into())
             .spawn(move || serve(client, &calls_rx, &events_tx, wake_rx))
-            .map_err(|e| ClientError::Io { what: "start the runtime link thread", source: e })?;
-        Ok((Link { calls: calls_tx, wake: std::sync::Arc::new(wake_tx) }, events_rx))
+            .map_err(|e| ClientError::Io {
+                what: "start the runtime link thread",
+                source: e,
+            })?;
+        Ok((
+            Link {
+                calls: calls_tx,
+                wake: std::sync::Arc::new(wake_tx),
+            },
+            events_rx,
+        ))
     }
 
     fn send(&self, call: Call) {
@@ -50,21 +67,46 @@ impl Link {
     pub async fn request(&self, op: Op) -> Result<Reply, String> {
         let (tx, rx) = smol::channel::bounded(1);
         self.send(Call::Op(op, tx));
-        rx.recv().await.map_err(|_| "the runtime link stopped".to_string())?
+        rx.recv()
+            .await
+            .map_err(|_| "the runtime link stopped".to_string())?
     }
 
-    pub async fn create_sandbox(&self, pod_uid: &str, hostname: &str, host_network: bool) -> Result<(), String> {
-        self.request(Op::CreateSandbox { pod_uid: pod_uid.into(), hostname: hostname.into(), host_network })
-            .await
-            .map(drop)
+    pub async fn create_sandbox(
+        &self,
+        pod_uid: &str,
+        hostname: &str,
+        host_network: bool,
+    ) -> Result<(), String> {
+        self.request(Op::CreateSandbox {
+            pod_uid: pod_uid.into(),
+            hostname: hostname.into(),
+            host_network,
+        })
+        .await
+        .map(drop)
     }
 
     pub async fn remove_sandbox(&self, pod_uid: &str) -> Result<(), String> {
-        self.request(Op::RemoveSandbox { pod_uid: pod_uid.into() }).await.map(drop)
+        self.request(Op::RemoveSandbox {
+            pod_uid: pod_uid.into(),
+        })
+        .await
+        .map(drop)
     }
 
-    pub async fn run_container(&self, id: &str, pod_uid: &str, spec: ContainerSpec) -> Result<ContainerInfo, String> {
-        self.request(Op::CreateContainer { id: id.into(), pod_uid: pod_uid.into(), spec: Box::new(spec) }).await?;
+    pub async fn run_container(
+        &self,
+        id: &str,
+        pod_uid: &str,
+        spec: ContainerSpec,
+    ) -> Result<ContainerInfo, String> {
+        self.request(Op::CreateContainer {
+            id: id.into(),
+            pod_uid: pod_uid.into(),
+            spec: Box::new(spec),
+        })
+        .await?;
         match self.request(Op::Start { id: id.into() }).await? {
             Reply::Container(info) => Ok(info),
             other => Err(format!("unexpected reply to start: {other:?}")),
@@ -72,7 +114,12 @@ impl Link {
     }
 
     pub async fn kill(&self, id: &str, signal: i32) -> Result<(), String> {
-        self.request(Op::Kill { id: id.into(), signal }).await.map(drop)
+        self.request(Op::Kill {
+            id: id.into(),
+            signal,
+        })
+        .await
+        .map(drop)
     }
 
     pub async fn delete(&self, id: &str) -> Result<(), String> {
@@ -86,10 +133,22 @@ impl Link {
         }
     }
 
-    pub async fn exec(&self, id: &str, args: Vec<String>, env: Vec<String>) -> Result<ExecHandle, String> {
+    pub async fn exec(
+        &self,
+        id: &str,
+        args: Vec<String>,
+        env: Vec<String>,
+    ) -> Result<ExecHandle, String> {
         let (tx, rx) = smol::channel::bounded(1);
-        self.send(Call::Exec { id: id.into(), args, env, reply: tx });
-        rx.recv().await.map_err(|_| "the runtime link stopped".to_string())?
+        self.send(Call::Exec {
+            id: id.into(),
+            args,
+            env,
+            reply: tx,
+        });
+        rx.recv()
+            .await
+            .map_err(|_| "the runtime link stopped".to_string())?
     }
 }
 
@@ -102,8 +161,12 @@ fn serve(
 ) {
     loop {
         let ready = {
-            let mut fds = [PollFd::new(client.as_fd(), PollFlags::POLLIN), PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
-            poll(&mut fds, PollTimeout::NONE).map(|_| fds[1].revents().is_some_and(|r| !r.is_empty()))
+            let mut fds = [
+                PollFd::new(client.as_fd(), PollFlags::POLLIN),
+                PollFd::new(wake.as_fd(), PollFlags::POLLIN),
+            ];
+            poll(&mut fds, PollTimeout::NONE)
+                .map(|_| fds[1].revents().is_some_and(|r| !r.is_empty()))
         };
         if ready.unwrap_or(false) {
             let mut buf = [0u8; 64];
@@ -114,8 +177,14 @@ fn serve(
                 Call::Op(op, reply) => {
                     let _ = reply.send_blocking(client.request(op).map_err(|e| e.to_string()));
                 }
-                Call::Exec { id, args, env, reply } => {
-                    let _ = reply.send_blocking(client.exec(&id, args, env).map_err(|e| e.to_string()));
+                Call::Exec {
+                    id,
+                    args,
+                    env,
+                    reply,
+                } => {
+                    let _ =
+                        reply.send_blocking(client.exec(&id, args, env).map_err(|e| e.to_string()));
                 }
             }
         }

@@ -64,7 +64,10 @@ impl Container {
             id: None,
             restarts: 0,
             started: false,
-            state: status::State::Waiting { reason: "ContainerCreating".into(), message: String::new() },
+            state: status::State::Waiting {
+                reason: "ContainerCreating".into(),
+                message: String::new(),
+            },
             last_state: None,
             backoff: backoff::Backoff::new(),
             not_before: None,
@@ -95,7 +98,12 @@ struct Pod {
 enum Pull {
     Running,
     Done,
-    Failed { message: String, retry_at: Instant, delay: Duration, shown: bool },
+    Failed {
+        message: String,
+        retry_at: Instant,
+        delay: Duration,
+        shown: bool,
+    },
 }
 
 pub struct Kubelet {
@@ -137,7 +145,12 @@ impl Kubelet {
 
     /// The log file of a container of `pod` (the one before the current, for
     /// `previous`), and a check that tells a follower when it has ended.
-    pub fn log_file(&self, pod: &Object, container: &str, previous: bool) -> Result<(PathBuf, impl Fn() -> bool + Send + 'static), String> {
+    pub fn log_file(
+        &self,
+        pod: &Object,
+        container: &str,
+        previous: bool,
+    ) -> Result<(PathBuf, impl Fn() -> bool + Send + 'static), String> {
         let pods = self.pods.borrow();
         let c = pods
             .get(&pod.uid)
@@ -147,19 +160,36 @@ impl Kubelet {
         let attempt = match previous {
             false => attempt_of(c.id.as_deref().unwrap_or_default()),
             true if c.restarts == 0 => {
-                return Err(format!("previous terminated container \"{container}\" in pod \"{}\" not found", pod.name));
+                return Err(format!(
+                    "previous terminated container \"{container}\" in pod \"{}\" not found",
+                    pod.name
+                ));
             }
             true => attempt_of(c.id.as_deref().unwrap_or_default()).saturating_sub(1),
         };
         let id = format!("{}-{container}-{attempt}", pod.uid);
         let running = self.running.clone();
         let ended = move || !running.lock().is_ok_and(|r| r.contains(&id));
-        Ok((log_path(&self.cfg.data_dir, &pod.uid, container, attempt), ended))
+        Ok((
+            log_path(&self.cfg.data_dir, &pod.uid, container, attempt),
+            ended,
+        ))
     }
 
     /// Starts `args` in a running container of `pod`; the receiver yields its
     /// exit status.
-    pub async fn exec(&self, pod: &Object, container: &str, args: Vec<String>) -> Result<(crate::runtime::ExecHandle, smol::channel::Receiver<ExitStatus>), String> {
+    pub async fn exec(
+        &self,
+        pod: &Object,
+        container: &str,
+        args: Vec<String>,
+    ) -> Result<
+        (
+            crate::runtime::ExecHandle,
+            smol::channel::Receiver<ExitStatus>,
+        ),
+        String,
+    > {
         let id = self
             .pods
             .borrow()
@@ -186,17 +216,29 @@ impl Kubelet {
     }
 
     /// Runs for the life of the daemon.
-    pub async fn run(self: Rc<Self>, ex: Rc<async_executor::LocalExecutor<'static>>, events: smol::channel::Receiver<Event>) {
+    pub async fn run(
+        self: Rc<Self>,
+        ex: Rc<async_executor::LocalExecutor<'static>>,
+        events: smol::channel::Receiver<Event>,
+    ) {
         if let Err(e) = self.reattach().await {
             log::error!("reattaching running containers: {e}");
         }
         let me = self.clone();
-        ex.spawn(async move { node_status::run(&me.store, &me.cfg.node_name, &me.cfg.data_dir).await }).detach();
+        ex.spawn(
+            async move { node_status::run(&me.store, &me.cfg.node_name, &me.cfg.data_dir).await },
+        )
+        .detach();
         // Pod changes wake the loop.
         let me = self.clone();
         ex.spawn(async move {
             loop {
-                let Ok(w) = me.store.watch(res("Pod"), None, me.store.resource_version()) else { continue };
+                let Ok(w) = me
+                    .store
+                    .watch(res("Pod"), None, me.store.resource_version())
+                else {
+                    continue;
+                };
                 while w.recv().await.is_ok() {
                     me.poke();
                 }
@@ -223,7 +265,13 @@ impl Kubelet {
                     None => std::future::pending::<()>().await,
                 }
             };
-            smol::future::or(async { let _ = self.woken.recv().await; }, timer).await;
+            smol::future::or(
+                async {
+                    let _ = self.woken.recv().await;
+                },
+                timer,
+            )
+            .await;
         }
     }
 
@@ -233,15 +281,31 @@ impl Kubelet {
         let running = self.link.list().await?;
         let mut pods = self.pods.borrow_mut();
         for c in running {
-            let Some(pod) = self.store.list(res("Pod"), None).into_iter().find(|p| p.uid == c.pod_uid) else { continue };
+            let Some(pod) = self
+                .store
+                .list(res("Pod"), None)
+                .into_iter()
+                .find(|p| p.uid == c.pod_uid)
+            else {
+                continue;
+            };
             let v = pod.value();
             let p = pods.entry(pod.uid.clone()).or_insert_with(|| new_pod(&v));
             p.sandbox = true;
-            let restarts = container_status(&v, &c.name).and_then(|s| s["restartCount"].as_u64()).unwrap_or(0) as u32;
-            let cont = p.containers.entry(c.name.clone()).or_insert_with(Container::new);
+            let restarts = container_status(&v, &c.name)
+                .and_then(|s| s["restartCount"].as_u64())
+                .unwrap_or(0) as u32;
+            let cont = p
+                .containers
+                .entry(c.name.clone())
+                .or_insert_with(Container::new);
             // Several incarnations may be listed: keep the newest.
             let attempt = attempt_of(&c.id);
-            if cont.id.as_deref().is_some_and(|id| attempt_of(id) > attempt) {
+            if cont
+                .id
+                .as_deref()
+                .is_some_and(|id| attempt_of(id) > attempt)
+            {
                 continue;
             }
             cont.id = Some(c.id.clone());
@@ -255,8 +319,18 @@ impl Kubelet {
 
     fn on_runtime_event(&self, ev: Event) {
         let (id, exit_code, signal, oom_killed, finished_at) = match ev {
-            Event::Exited { id, exit_code, signal, oom_killed, finished_at } => (id, exit_code, signal, oom_killed, finished_at),
-            Event::ExecExited { exec_id, exit_code, signal } => {
+            Event::Exited {
+                id,
+                exit_code,
+                signal,
+                oom_killed,
+                finished_at,
+            } => (id, exit_code, signal, oom_killed, finished_at),
+            Event::ExecExited {
+                exec_id,
+                exit_code,
+                signal,
+            } => {
                 log::debug!("exec {exec_id} exited: code {exit_code:?}, signal {signal:?}");
                 let status = match (exit_code, signal) {
                     (Some(c), _) => ExitStatus::Code(c),
@@ -288,12 +362,18 @@ impl Kubelet {
     }
 
     /// One pass over every pod of this node. Returns when to look again.
-    async fn sync_all(self: &Rc<Self>, ex: &Rc<async_executor::LocalExecutor<'static>>) -> Option<Instant> {
+    async fn sync_all(
+        self: &Rc<Self>,
+        ex: &Rc<async_executor::LocalExecutor<'static>>,
+    ) -> Option<Instant> {
         let mine: Vec<Arc<Object>> = self
             .store
             .list(res("Pod"), None)
             .into_iter()
-            .filter(|p| p.value().pointer("/spec/nodeName").and_then(Value::as_str) == Some(self.cfg.node_name.as_str()))
+            .filter(|p| {
+                p.value().pointer("/spec/nodeName").and_then(Value::as_str)
+                    == Some(self.cfg.node_name.as_str())
+            })
             .collect();
         let mut next: Option<Instant> = None;
         let mut at = |t: Option<Instant>| {
@@ -308,64 +388,149 @@ impl Kubelet {
             }
         }
         // Pods removed from the store (force delete) still hold containers.
-        let gone: Vec<String> = self.pods.borrow().keys().filter(|uid| !mine.iter().any(|p| &p.uid == *uid)).cloned().collect();
+        let gone: Vec<String> = self
+            .pods
+            .borrow()
+            .keys()
+            .filter(|uid| !mine.iter().any(|p| &p.uid == *uid))
+            .cloned()
+            .collect();
         for uid in gone {
             if let Err(e) = self.teardown(&uid).await {
                 log::warn!("cleaning up pod {uid}: {e}");
                 at(Some(Instant::now() + Duration::from_secs(2)));
             }
         }
-        at(self.pulls.borrow().values().filter_map(|p| match p { Pull::Failed { retry_at, .. } => Some(*retry_at), _ => None }).min());
+        at(self
+            .pulls
+            .borrow()
+            .values()
+            .filter_map(|p| match p {
+                Pull::Failed { retry_at, .. } => Some(*retry_at),
+                _ => None,
+            })
+            .min());
         next
     }
 
-    async fn sync_pod(self: &Rc<Self>, pod: &Arc<Object>, ex: &Rc<async_executor::LocalExecutor<'static>>) -> Result<Option<Instant>, String> {
+    async fn sync_pod(
+        self: &Rc<Self>,
+        pod: &Arc<Object>,
+        ex: &Rc<async_executor::LocalExecutor<'static>>,
+    ) -> Result<Option<Instant>, String> {
         let v = pod.value();
-        self.pods.borrow_mut().entry(pod.uid.clone()).or_insert_with(|| new_pod(&v));
+        self.pods
+            .borrow_mut()
+            .entry(pod.uid.clone())
+            .or_insert_with(|| new_pod(&v));
         if store::is_deleting(&v) {
             return self.terminate(pod, &v).await;
         }
-        let phase = v.pointer("/status/phase").and_then(Value::as_str).unwrap_or("Pending");
+        let phase = v
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .unwrap_or("Pending");
         if phase == "Succeeded" || phase == "Failed" {
             return Ok(None);
         }
         if !self.pods.borrow()[&pod.uid].sandbox {
-            let hostname = v.pointer("/spec/hostname").and_then(Value::as_str).unwrap_or(&pod.name).to_string();
-            let host_network = v.pointer("/spec/hostNetwork").and_then(Value::as_bool).unwrap_or(false);
-            self.link.create_sandbox(&pod.uid, &hostname, host_network).await?;
-            self.pods.borrow_mut().get_mut(&pod.uid).expect("inserted above").sandbox = true;
+            let hostname = v
+                .pointer("/spec/hostname")
+                .and_then(Value::as_str)
+                .unwrap_or(&pod.name)
+                .to_string();
+            let host_network = v
+                .pointer("/spec/hostNetwork")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            self.link
+                .create_sandbox(&pod.uid, &hostname, host_network)
+                .await?;
+            self.pods
+                .borrow_mut()
+                .get_mut(&pod.uid)
+                .expect("inserted above")
+                .sandbox = true;
         }
         if self.pods.borrow()[&pod.uid].volumes.is_none() {
-            let cm = |name: &str| self.store.get(res("ConfigMap"), &pod.namespace, name).map(|o| o.value());
-            let secret = |name: &str| self.store.get(res("Secret"), &pod.namespace, name).map(|o| o.value());
-            match volumes::prepare(&self.cfg.data_dir, &v, &volumes::Sources { config_map: &cm, secret: &secret }) {
-                Ok(vols) => self.pods.borrow_mut().get_mut(&pod.uid).expect("present").volumes = Some(vols),
+            let cm = |name: &str| {
+                self.store
+                    .get(res("ConfigMap"), &pod.namespace, name)
+                    .map(|o| o.value())
+            };
+            let secret = |name: &str| {
+                self.store
+                    .get(res("Secret"), &pod.namespace, name)
+                    .map(|o| o.value())
+            };
+            match volumes::prepare(
+                &self.cfg.data_dir,
+                &v,
+                &volumes::Sources {
+                    config_map: &cm,
+                    secret: &secret,
+                },
+            ) {
+                Ok(vols) => {
+                    self.pods
+                        .borrow_mut()
+                        .get_mut(&pod.uid)
+                        .expect("present")
+                        .volumes = Some(vols)
+                }
                 Err(e) => {
-                    events::record(&self.store, pod, Type::Warning, "FailedMount", &e, COMPONENT, &self.cfg.node_name);
+                    events::record(
+                        &self.store,
+                        pod,
+                        Type::Warning,
+                        "FailedMount",
+                        &e,
+                        COMPONENT,
+                        &self.cfg.node_name,
+                    );
                     self.write_status(pod, &v);
                     return Ok(Some(Instant::now() + Duration::from_secs(10)));
                 }
             }
         }
         let mut next = None;
-        let policy = v.pointer("/spec/restartPolicy").and_then(Value::as_str).unwrap_or("Always").to_string();
+        let policy = v
+            .pointer("/spec/restartPolicy")
+            .and_then(Value::as_str)
+            .unwrap_or("Always")
+            .to_string();
         // Init containers, one at a time, each to success.
-        let inits: Vec<Value> = v.pointer("/spec/initContainers").and_then(Value::as_array).cloned().unwrap_or_default();
+        let inits: Vec<Value> = v
+            .pointer("/spec/initContainers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         let mut initialized = true;
         for c in &inits {
             let name = c["name"].as_str().unwrap_or_default();
-            let done = self.pods.borrow()[&pod.uid].containers.get(name).is_some_and(Container::exited_ok);
+            let done = self.pods.borrow()[&pod.uid]
+                .containers
+                .get(name)
+                .is_some_and(Container::exited_ok);
             if done {
                 continue;
             }
             initialized = false;
             // An init container that fails restarts unless the pod never restarts.
-            let init_policy = if policy == "Never" { "Never" } else { "OnFailure" };
+            let init_policy = if policy == "Never" {
+                "Never"
+            } else {
+                "OnFailure"
+            };
             next = self.sync_container(pod, &v, c, init_policy, ex).await?;
             break;
         }
         if initialized {
-            let containers: Vec<Value> = v.pointer("/spec/containers").and_then(Value::as_array).cloned().unwrap_or_default();
+            let containers: Vec<Value> = v
+                .pointer("/spec/containers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             for c in &containers {
                 if let Some(t) = self.sync_container(pod, &v, c, &policy, ex).await? {
                     next = Some(next.map_or(t, |n: Instant| n.min(t)));
@@ -390,27 +555,54 @@ impl Kubelet {
         let (needs_start, wait_until) = {
             let mut pods = self.pods.borrow_mut();
             let p = pods.get_mut(&pod.uid).expect("present");
-            let cont = p.containers.entry(name.clone()).or_insert_with(Container::new);
+            let cont = p
+                .containers
+                .entry(name.clone())
+                .or_insert_with(Container::new);
             match &cont.state {
                 status::State::Running { .. } => (false, None),
-                status::State::Waiting { .. } if cont.id.is_none() => (cont.not_before.is_none_or(|t| t <= now), cont.not_before),
-                status::State::Waiting { .. } => (cont.not_before.is_none_or(|t| t <= now), cont.not_before),
+                status::State::Waiting { .. } if cont.id.is_none() => {
+                    (cont.not_before.is_none_or(|t| t <= now), cont.not_before)
+                }
+                status::State::Waiting { .. } => {
+                    (cont.not_before.is_none_or(|t| t <= now), cont.not_before)
+                }
                 status::State::Terminated { exit_code, .. } => {
                     if !backoff::should_restart(policy, *exit_code) {
                         (false, None)
                     } else {
-                        let ran = cont.started_at.map(|s| SystemTime::now().duration_since(s).unwrap_or_default()).unwrap_or_default();
+                        let ran = cont
+                            .started_at
+                            .map(|s| SystemTime::now().duration_since(s).unwrap_or_default())
+                            .unwrap_or_default();
                         let delay = match cont.not_before {
                             Some(t) => t.saturating_duration_since(now),
                             None => {
                                 let d = cont.backoff.next_delay(ran);
                                 cont.not_before = Some(now + d);
                                 if !d.is_zero() {
-                                    let msg = backoff::crash_loop_message(d, &name, &pod.namespace, &pod.name, &pod.uid);
+                                    let msg = backoff::crash_loop_message(
+                                        d,
+                                        &name,
+                                        &pod.namespace,
+                                        &pod.name,
+                                        &pod.uid,
+                                    );
                                     cont.last_state = Some(cont.state.clone());
-                                    cont.state = status::State::Waiting { reason: "CrashLoopBackOff".into(), message: msg.clone() };
+                                    cont.state = status::State::Waiting {
+                                        reason: "CrashLoopBackOff".into(),
+                                        message: msg.clone(),
+                                    };
                                     drop(pods);
-                                    events::record(&self.store, pod, Type::Warning, "BackOff", "Back-off restarting failed container", COMPONENT, &self.cfg.node_name);
+                                    events::record(
+                                        &self.store,
+                                        pod,
+                                        Type::Warning,
+                                        "BackOff",
+                                        "Back-off restarting failed container",
+                                        COMPONENT,
+                                        &self.cfg.node_name,
+                                    );
                                     return Ok(Some(now + d));
                                 }
                                 d
@@ -428,7 +620,11 @@ impl Kubelet {
         let record = match self.ensure_image(pod, c, &image, ex) {
             ImageState::Ready(r) => r,
             ImageState::Waiting => return Ok(None),
-            ImageState::Failed { reason, message, retry_at } => {
+            ImageState::Failed {
+                reason,
+                message,
+                retry_at,
+            } => {
                 self.set_waiting(&pod.uid, &name, &reason, &message);
                 return Ok(retry_at);
             }
@@ -436,11 +632,25 @@ impl Kubelet {
         match self.start_container(pod, v, c, &record).await {
             Ok(()) => Ok(None),
             Err(e) => {
-                events::record(&self.store, pod, Type::Warning, "Failed", &e, COMPONENT, &self.cfg.node_name);
+                events::record(
+                    &self.store,
+                    pod,
+                    Type::Warning,
+                    "Failed",
+                    &e,
+                    COMPONENT,
+                    &self.cfg.node_name,
+                );
                 self.set_waiting(&pod.uid, &name, "CreateContainerError", &e);
                 let mut pods = self.pods.borrow_mut();
-                let cont = pods.get_mut(&pod.uid).and_then(|p| p.containers.get_mut(&name)).expect("present");
-                let d = cont.backoff.next_delay(Duration::ZERO).max(Duration::from_secs(1));
+                let cont = pods
+                    .get_mut(&pod.uid)
+                    .and_then(|p| p.containers.get_mut(&name))
+                    .expect("present");
+                let d = cont
+                    .backoff
+                    .next_delay(Duration::ZERO)
+                    .max(Duration::from_secs(1));
                 cont.not_before = Some(Instant::now() + d);
                 Ok(cont.not_before)
             }
@@ -448,20 +658,48 @@ impl Kubelet {
     }
 
     fn set_waiting(&self, uid: &str, name: &str, reason: &str, message: &str) {
-        if let Some(c) = self.pods.borrow_mut().get_mut(uid).and_then(|p| p.containers.get_mut(name)) {
+        if let Some(c) = self
+            .pods
+            .borrow_mut()
+            .get_mut(uid)
+            .and_then(|p| p.containers.get_mut(name))
+        {
             if !c.running() {
-                c.state = status::State::Waiting { reason: reason.into(), message: message.into() };
+                c.state = status::State::Waiting {
+                    reason: reason.into(),
+                    message: message.into(),
+                };
             }
         }
     }
 
-    async fn start_container(&self, pod: &Arc<Object>, v: &Value, c: &Value, img: &ImageRecord) -> Result<(), String> {
+    async fn start_container(
+        &self,
+        pod: &Arc<Object>,
+        v: &Value,
+        c: &Value,
+        img: &ImageRecord,
+    ) -> Result<(), String> {
         let name = c["name"].as_str().unwrap_or_default().to_string();
         let images = self.images.clone();
         let img2 = img.clone();
-        let (layers, config) = smol::unblock(move || Ok::<_, String>((images.layers(&img2).map_err(|e| e.to_string())?, images.config(&img2).map_err(|e| e.to_string())?))).await?;
-        let cm = |n: &str| self.store.get(res("ConfigMap"), &pod.namespace, n).map(|o| o.value());
-        let secret = |n: &str| self.store.get(res("Secret"), &pod.namespace, n).map(|o| o.value());
+        let (layers, config) = smol::unblock(move || {
+            Ok::<_, String>((
+                images.layers(&img2).map_err(|e| e.to_string())?,
+                images.config(&img2).map_err(|e| e.to_string())?,
+            ))
+        })
+        .await?;
+        let cm = |n: &str| {
+            self.store
+                .get(res("ConfigMap"), &pod.namespace, n)
+                .map(|o| o.value())
+        };
+        let secret = |n: &str| {
+            self.store
+                .get(res("Secret"), &pod.namespace, n)
+                .map(|o| o.value())
+        };
         let allocatable = self
             .store
             .get(res("Node"), "", &self.cfg.node_name)
@@ -475,27 +713,35 @@ impl Kubelet {
             passwd: &passwd,
             group: &group,
             node_name: &self.cfg.node_name,
-            pod_ip: v.pointer("/status/podIP").and_then(Value::as_str).unwrap_or(""),
-            host_ip: v.pointer("/status/hostIP").and_then(Value::as_str).unwrap_or(""),
+            pod_ip: v
+                .pointer("/status/podIP")
+                .and_then(Value::as_str)
+                .unwrap_or(""),
+            host_ip: v
+                .pointer("/status/hostIP")
+                .and_then(Value::as_str)
+                .unwrap_or(""),
             node_allocatable: &allocatable,
             service_env: &[],
         };
-        let image_config = plan::ImageConfig {
-            entrypoint: config.entrypoint,
-            cmd: config.cmd,
-            env: config.env,
-            working_dir: config.working_dir,
-            user: config.user,
-        };
-        let plan = plan::plan_container(v, c, &image_config, &sources).map_err(|e| e.to_string())?;
-        let vols = self.pods.borrow()[&pod.uid].volumes.clone().unwrap_or_default();
+        let plan = plan::plan_container(v, c, &config, &sources).map_err(|e| e.to_string())?;
+        let vols = self.pods.borrow()[&pod.uid]
+            .volumes
+            .clone()
+            .unwrap_or_default();
         let mounts = plan
             .mounts
             .iter()
             .map(|m| {
-                let host = vols.get(&m.volume).ok_or_else(|| format!("volume {:?} is not defined in the pod", m.volume))?;
+                let host = vols
+                    .get(&m.volume)
+                    .ok_or_else(|| format!("volume {:?} is not defined in the pod", m.volume))?;
                 Ok(rt::VolumeMount {
-                    host_path: if m.sub_path.is_empty() { host.clone() } else { host.join(&m.sub_path) },
+                    host_path: if m.sub_path.is_empty() {
+                        host.clone()
+                    } else {
+                        host.join(&m.sub_path)
+                    },
                     container_path: m.container_path.clone().into(),
                     read_only: m.read_only,
                 })
@@ -504,7 +750,11 @@ impl Kubelet {
         let attempt = {
             let pods = self.pods.borrow();
             let cont = &pods[&pod.uid].containers[&name];
-            if cont.id.is_some() { cont.restarts + 1 } else { 0 }
+            if cont.id.is_some() {
+                cont.restarts + 1
+            } else {
+                0
+            }
         };
         let id = format!("{}-{name}-{attempt}", pod.uid);
         let spec = rt::ContainerSpec {
@@ -513,7 +763,11 @@ impl Kubelet {
             args: plan.args,
             env: plan.env,
             cwd: plan.cwd,
-            user: rt::User { uid: plan.uid, gid: plan.gid, additional_gids: plan.additional_gids },
+            user: rt::User {
+                uid: plan.uid,
+                gid: plan.gid,
+                additional_gids: plan.additional_gids,
+            },
             mounts,
             resources: rt::Resources {
                 cpu_request_millis: plan.cpu_request_millis,
@@ -525,7 +779,8 @@ impl Kubelet {
             log_max_bytes: self.cfg.log_max_bytes,
             log_max_files: self.cfg.log_max_files,
         };
-        std::fs::create_dir_all(spec.log_path.parent().expect("log paths have a parent")).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(spec.log_path.parent().expect("log paths have a parent"))
+            .map_err(|e| e.to_string())?;
         // The previous incarnation goes first (its log file stays for --previous).
         let previous = self.pods.borrow()[&pod.uid].containers[&name].id.clone();
         if let Some(old) = previous {
@@ -534,10 +789,14 @@ impl Kubelet {
         let info = self.link.run_container(&id, &pod.uid, spec).await?;
         {
             let mut pods = self.pods.borrow_mut();
-            let cont = pods.get_mut(&pod.uid).and_then(|p| p.containers.get_mut(&name)).expect("present");
+            let cont = pods
+                .get_mut(&pod.uid)
+                .and_then(|p| p.containers.get_mut(&name))
+                .expect("present");
             if cont.id.is_some() {
                 cont.restarts += 1;
-                if !matches!(cont.state, status::State::Waiting { .. }) || cont.last_state.is_none() {
+                if !matches!(cont.state, status::State::Waiting { .. }) || cont.last_state.is_none()
+                {
                     cont.last_state = Some(cont.state.clone());
                 }
             }
@@ -547,27 +806,62 @@ impl Kubelet {
             cont.image_id = img.digest.to_string();
             apply_info(cont, &info, &self.running);
         }
-        events::record(&self.store, pod, Type::Normal, "Created", &format!("Created container {name}"), COMPONENT, &self.cfg.node_name);
-        events::record(&self.store, pod, Type::Normal, "Started", &format!("Started container {name}"), COMPONENT, &self.cfg.node_name);
+        events::record(
+            &self.store,
+            pod,
+            Type::Normal,
+            "Created",
+            &format!("Created container {name}"),
+            COMPONENT,
+            &self.cfg.node_name,
+        );
+        events::record(
+            &self.store,
+            pod,
+            Type::Normal,
+            "Started",
+            &format!("Started container {name}"),
+            COMPONENT,
+            &self.cfg.node_name,
+        );
         Ok(())
     }
 
     /// The image for a container per its pull policy; pulls run off the
     /// executor and wake the loop when done.
-    fn ensure_image(self: &Rc<Self>, pod: &Arc<Object>, c: &Value, image: &str, ex: &Rc<async_executor::LocalExecutor<'static>>) -> ImageState {
+    fn ensure_image(
+        self: &Rc<Self>,
+        pod: &Arc<Object>,
+        c: &Value,
+        image: &str,
+        ex: &Rc<async_executor::LocalExecutor<'static>>,
+    ) -> ImageState {
         let policy = c["imagePullPolicy"].as_str().unwrap_or("IfNotPresent");
         let present = self.images.get(image).ok().flatten();
         let mut pulls = self.pulls.borrow_mut();
         match pulls.get_mut(image) {
             Some(Pull::Running) => return ImageState::Waiting,
-            Some(Pull::Failed { message, retry_at, shown, .. }) if *retry_at > Instant::now() => {
+            Some(Pull::Failed {
+                message,
+                retry_at,
+                shown,
+                ..
+            }) if *retry_at > Instant::now() => {
                 // Kubernetes shows ErrImagePull once, then ImagePullBackOff.
-                let reason = if std::mem::replace(shown, true) { "ImagePullBackOff" } else { "ErrImagePull" };
+                let reason = if std::mem::replace(shown, true) {
+                    "ImagePullBackOff"
+                } else {
+                    "ErrImagePull"
+                };
                 let message = match reason {
                     "ErrImagePull" => message.clone(),
                     _ => format!("Back-off pulling image \"{image}\": {message}"),
                 };
-                return ImageState::Failed { reason: reason.into(), message, retry_at: Some(*retry_at) };
+                return ImageState::Failed {
+                    reason: reason.into(),
+                    message,
+                    retry_at: Some(*retry_at),
+                };
             }
             Some(Pull::Done) if present.is_some() => {
                 return ImageState::Ready(present.expect("checked"));
@@ -581,7 +875,9 @@ impl Kubelet {
             if policy == "Never" {
                 return ImageState::Failed {
                     reason: "ErrImageNeverPull".into(),
-                    message: format!("Container image \"{image}\" is not present with pull policy of Never"),
+                    message: format!(
+                        "Container image \"{image}\" is not present with pull policy of Never"
+                    ),
                     retry_at: None,
                 };
             }
@@ -592,7 +888,15 @@ impl Kubelet {
         };
         pulls.insert(image.to_string(), Pull::Running);
         drop(pulls);
-        events::record(&self.store, pod, Type::Normal, "Pulling", &format!("Pulling image \"{image}\""), COMPONENT, &self.cfg.node_name);
+        events::record(
+            &self.store,
+            pod,
+            Type::Normal,
+            "Pulling",
+            &format!("Pulling image \"{image}\""),
+            COMPONENT,
+            &self.cfg.node_name,
+        );
         let me = self.clone();
         let pod = pod.clone();
         let image = image.to_string();
@@ -601,19 +905,45 @@ impl Kubelet {
             let started = Instant::now();
             let (images, img) = (me.images.clone(), image.clone());
             let result = smol::unblock(move || {
-                images.pull(&img, &crate::image::Platform::host(), &creds, &mut |_| {}).map_err(|e| e.to_string())
+                images
+                    .pull(&img, &crate::image::Platform::host(), &creds, &mut |_| {})
+                    .map_err(|e| e.to_string())
             })
             .await;
             let state = match result {
                 Ok(_) => {
-                    let msg = format!("Successfully pulled image \"{image}\" in {:.3}s", started.elapsed().as_secs_f64());
-                    events::record(&me.store, &pod, Type::Normal, "Pulled", &msg, COMPONENT, &me.cfg.node_name);
+                    let msg = format!(
+                        "Successfully pulled image \"{image}\" in {:.3}s",
+                        started.elapsed().as_secs_f64()
+                    );
+                    events::record(
+                        &me.store,
+                        &pod,
+                        Type::Normal,
+                        "Pulled",
+                        &msg,
+                        COMPONENT,
+                        &me.cfg.node_name,
+                    );
                     Pull::Done
                 }
                 Err(e) => {
                     let msg = format!("Failed to pull image \"{image}\": {e}");
-                    events::record(&me.store, &pod, Type::Warning, "Failed", &msg, COMPONENT, &me.cfg.node_name);
-                    Pull::Failed { message: msg, retry_at: Instant::now() + delay, delay, shown: false }
+                    events::record(
+                        &me.store,
+                        &pod,
+                        Type::Warning,
+                        "Failed",
+                        &msg,
+                        COMPONENT,
+                        &me.cfg.node_name,
+                    );
+                    Pull::Failed {
+                        message: msg,
+                        retry_at: Instant::now() + delay,
+                        delay,
+                        shown: false,
+                    }
                 }
             };
             me.pulls.borrow_mut().insert(image, state);
@@ -628,12 +958,30 @@ impl Kubelet {
     fn pull_credentials(&self, pod: &Object) -> crate::image::Credentials {
         let v = pod.value();
         let mut creds = self.cfg.credentials.clone();
-        for s in v.pointer("/spec/imagePullSecrets").and_then(Value::as_array).into_iter().flatten() {
-            let Some(secret) = s["name"].as_str().and_then(|n| self.store.get(res("Secret"), &pod.namespace, n)) else { continue };
-            let data = secret.value()["data"][".dockerconfigjson"].as_str().unwrap_or_default().to_string();
+        for s in v
+            .pointer("/spec/imagePullSecrets")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let Some(secret) = s["name"]
+                .as_str()
+                .and_then(|n| self.store.get(res("Secret"), &pod.namespace, n))
+            else {
+                continue;
+            };
+            let data = secret.value()["data"][".dockerconfigjson"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             match creds.clone().with_pull_secret(&data) {
                 Ok(c) => creds = c,
-                Err(e) => log::warn!("pod {}/{}: image pull secret {}: {e}", pod.namespace, pod.name, secret.name),
+                Err(e) => log::warn!(
+                    "pod {}/{}: image pull secret {}: {e}",
+                    pod.namespace,
+                    pod.name,
+                    secret.name
+                ),
             }
         }
         creds
@@ -642,38 +990,72 @@ impl Kubelet {
     /// Graceful deletion: SIGTERM, the grace period, SIGKILL; the pod object
     /// goes only when its containers, sandbox and volumes are gone.
     async fn terminate(&self, pod: &Arc<Object>, v: &Value) -> Result<Option<Instant>, String> {
-        let grace = v.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_u64).unwrap_or(30);
+        let grace = v
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_u64)
+            .unwrap_or(30);
         let (running, kill_at): (Vec<String>, Option<Instant>) = {
             let pods = self.pods.borrow();
             let p = &pods[&pod.uid];
-            (p.containers.values().filter(|c| c.running()).filter_map(|c| c.id.clone()).collect(), p.kill_at)
+            (
+                p.containers
+                    .values()
+                    .filter(|c| c.running())
+                    .filter_map(|c| c.id.clone())
+                    .collect(),
+                p.kill_at,
+            )
         };
         if !running.is_empty() {
             let now = Instant::now();
             match kill_at {
                 None => {
                     for id in &running {
-                        self.link.kill(id, libc_signal(nix::sys::signal::Signal::SIGTERM)).await?;
+                        self.link
+                            .kill(id, libc_signal(nix::sys::signal::Signal::SIGTERM))
+                            .await?;
                     }
                     let at = now + Duration::from_secs(grace);
-                    self.pods.borrow_mut().get_mut(&pod.uid).expect("present").kill_at = Some(at);
-                    let names: Vec<String> = self.pods.borrow()[&pod.uid].containers.iter().filter(|(_, c)| c.running()).map(|(n, _)| n.clone()).collect();
+                    self.pods
+                        .borrow_mut()
+                        .get_mut(&pod.uid)
+                        .expect("present")
+                        .kill_at = Some(at);
+                    let names: Vec<String> = self.pods.borrow()[&pod.uid]
+                        .containers
+                        .iter()
+                        .filter(|(_, c)| c.running())
+                        .map(|(n, _)| n.clone())
+                        .collect();
                     for n in names {
-                        events::record(&self.store, pod, Type::Normal, "Killing", &format!("Stopping container {n}"), COMPONENT, &self.cfg.node_name);
+                        events::record(
+                            &self.store,
+                            pod,
+                            Type::Normal,
+                            "Killing",
+                            &format!("Stopping container {n}"),
+                            COMPONENT,
+                            &self.cfg.node_name,
+                        );
                     }
                     return Ok(Some(at));
                 }
                 Some(at) if at > now => return Ok(Some(at)),
                 Some(_) => {
                     for id in &running {
-                        self.link.kill(id, libc_signal(nix::sys::signal::Signal::SIGKILL)).await?;
+                        self.link
+                            .kill(id, libc_signal(nix::sys::signal::Signal::SIGKILL))
+                            .await?;
                     }
                     return Ok(Some(now + Duration::from_millis(200)));
                 }
             }
         }
         self.teardown(&pod.uid).await?;
-        match self.store.delete(res("Pod"), &pod.namespace, &pod.name, Some(&pod.uid)) {
+        match self
+            .store
+            .delete(res("Pod"), &pod.namespace, &pod.name, Some(&pod.uid))
+        {
             Ok(_) | Err(store::StoreError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.to_string()),
         }
@@ -690,10 +1072,18 @@ impl Kubelet {
 
     /// Writes the pod's status when it changed. The only pod status writer.
     fn write_status(&self, pod: &Arc<Object>, v: &Value) {
-        let Some(view) = self.view(pod, v) else { return };
+        let Some(view) = self.view(pod, v) else {
+            return;
+        };
         let new_status = status::pod_status(v, &view, SystemTime::now());
         // Re-read: our own earlier writes this pass may have moved the pod on.
-        let Some(latest) = self.store.get(res("Pod"), &pod.namespace, &pod.name).filter(|o| o.uid == pod.uid) else { return };
+        let Some(latest) = self
+            .store
+            .get(res("Pod"), &pod.namespace, &pod.name)
+            .filter(|o| o.uid == pod.uid)
+        else {
+            return;
+        };
         let mut latest = latest.value();
         if latest["status"] == new_status {
             return;
@@ -720,7 +1110,11 @@ impl Kubelet {
                             name: name.into(),
                             image,
                             image_id: k.image_id.clone(),
-                            container_id: k.id.as_ref().map(|id| format!("bramble://{id}")).unwrap_or_default(),
+                            container_id: k
+                                .id
+                                .as_ref()
+                                .map(|id| format!("bramble://{id}"))
+                                .unwrap_or_default(),
                             state: k.state.clone(),
                             last_state: k.last_state.clone(),
                             restart_count: k.restarts,
@@ -732,7 +1126,10 @@ impl Kubelet {
                             image,
                             image_id: String::new(),
                             container_id: String::new(),
-                            state: status::State::Waiting { reason: "PodInitializing".into(), message: String::new() },
+                            state: status::State::Waiting {
+                                reason: "PodInitializing".into(),
+                                message: String::new(),
+                            },
                             last_state: None,
                             restart_count: 0,
                             ready: false,
@@ -747,7 +1144,10 @@ impl Kubelet {
             containers: views("/spec/containers"),
             pod_ip: None,
             sandbox_ready: p.sandbox,
-            host_ip: crate::node::addresses().first().map(|a| a.to_string()).unwrap_or_default(),
+            host_ip: crate::node::addresses()
+                .first()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
             start_time: Some(p.start_time),
             reason: p.failure.as_ref().map(|f| f.0.clone()),
             message: p.failure.as_ref().map(|f| f.1.clone()),
@@ -758,7 +1158,11 @@ impl Kubelet {
 enum ImageState {
     Ready(ImageRecord),
     Waiting,
-    Failed { reason: String, message: String, retry_at: Option<Instant> },
+    Failed {
+        reason: String,
+        message: String,
+        retry_at: Option<Instant>,
+    },
 }
 
 fn new_pod(v: &Value) -> Pod {
@@ -787,10 +1191,17 @@ fn container_status<'a>(pod: &'a Value, name: &str) -> Option<&'a Value> {
 
 /// `<uid>-<name>-<attempt>` -> attempt.
 fn attempt_of(id: &str) -> u32 {
-    id.rsplit('-').next().and_then(|a| a.parse().ok()).unwrap_or(0)
+    id.rsplit('-')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(0)
 }
 
-fn apply_info(c: &mut Container, info: &ContainerInfo, running: &std::sync::Mutex<std::collections::HashSet<String>>) {
+fn apply_info(
+    c: &mut Container,
+    info: &ContainerInfo,
+    running: &std::sync::Mutex<std::collections::HashSet<String>>,
+) {
     c.started_at = info.started_at.or(c.started_at);
     if let Ok(mut r) = running.lock() {
         match (&info.status, &info.exit) {
@@ -799,14 +1210,31 @@ fn apply_info(c: &mut Container, info: &ContainerInfo, running: &std::sync::Mute
         };
     }
     c.state = match (&info.status, &info.exit) {
-        (_, Some(e)) => terminated(e.exit_code, e.signal, e.oom_killed, info.started_at, e.finished_at),
-        (rt::Status::Running, None) => status::State::Running { started_at: info.started_at.unwrap_or_else(SystemTime::now) },
-        (_, None) => status::State::Waiting { reason: "ContainerCreating".into(), message: String::new() },
+        (_, Some(e)) => terminated(
+            e.exit_code,
+            e.signal,
+            e.oom_killed,
+            info.started_at,
+            e.finished_at,
+        ),
+        (rt::Status::Running, None) => status::State::Running {
+            started_at: info.started_at.unwrap_or_else(SystemTime::now),
+        },
+        (_, None) => status::State::Waiting {
+            reason: "ContainerCreating".into(),
+            message: String::new(),
+        },
     };
 }
 
 /// How Kubernetes reports an ended container.
-fn terminated(exit_code: Option<i32>, signal: Option<i32>, oom: bool, started: Option<SystemTime>, finished: SystemTime) -> status::State {
+fn terminated(
+    exit_code: Option<i32>,
+    signal: Option<i32>,
+    oom: bool,
+    started: Option<SystemTime>,
+    finished: SystemTime,
+) -> status::State {
     let code = match (exit_code, signal) {
         (Some(c), _) => c,
         (None, Some(s)) => 128 + s,
@@ -838,11 +1266,17 @@ fn libc_signal(s: nix::sys::signal::Signal) -> i32 {
 }
 
 pub fn log_path(data_dir: &Path, uid: &str, container: &str, attempt: u32) -> PathBuf {
-    volumes::pod_dir(data_dir, uid).join("logs").join(container).join(format!("{attempt}.log"))
+    volumes::pod_dir(data_dir, uid)
+        .join("logs")
+        .join(container)
+        .join(format!("{attempt}.log"))
 }
 
 /// A file from the image's layers, top layer first (no whiteout handling:
 /// for /etc/passwd and /etc/group, which images rarely delete).
 fn read_from_layers(layers: &[PathBuf], rel: &str) -> Option<String> {
-    layers.iter().rev().find_map(|l| std::fs::read_to_string(l.join(rel)).ok())
+    layers
+        .iter()
+        .rev()
+        .find_map(|l| std::fs::read_to_string(l.join(rel)).ok())
 }

@@ -29,23 +29,56 @@ const PIDS_AVAILABLE_MIN_PERCENT: u64 = 5;
 /// (type, under pressure, reason, message) as the kubelet words them.
 pub fn pressures(r: &Readings) -> [(&'static str, bool, &'static str, &'static str); 3] {
     let memory = r.memory_available < MEMORY_AVAILABLE_MIN;
-    let disk = r.disk_total > 0 && r.disk_available * 100 < r.disk_total * DISK_AVAILABLE_MIN_PERCENT;
-    let pids = r.pids_max > 0 && (r.pids_max - r.pids_used.min(r.pids_max)) * 100 < r.pids_max * PIDS_AVAILABLE_MIN_PERCENT;
+    let disk =
+        r.disk_total > 0 && r.disk_available * 100 < r.disk_total * DISK_AVAILABLE_MIN_PERCENT;
+    let pids = r.pids_max > 0
+        && (r.pids_max - r.pids_used.min(r.pids_max)) * 100
+            < r.pids_max * PIDS_AVAILABLE_MIN_PERCENT;
     [
         if memory {
-            ("MemoryPressure", true, "KubeletHasInsufficientMemory", "kubelet has insufficient memory available")
+            (
+                "MemoryPressure",
+                true,
+                "KubeletHasInsufficientMemory",
+                "kubelet has insufficient memory available",
+            )
         } else {
-            ("MemoryPressure", false, "KubeletHasSufficientMemory", "kubelet has sufficient memory available")
+            (
+                "MemoryPressure",
+                false,
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available",
+            )
         },
         if disk {
-            ("DiskPressure", true, "KubeletHasDiskPressure", "kubelet has disk pressure")
+            (
+                "DiskPressure",
+                true,
+                "KubeletHasDiskPressure",
+                "kubelet has disk pressure",
+            )
         } else {
-            ("DiskPressure", false, "KubeletHasNoDiskPressure", "kubelet has no disk pressure")
+            (
+                "DiskPressure",
+                false,
+                "KubeletHasNoDiskPressure",
+                "kubelet has no disk pressure",
+            )
         },
         if pids {
-            ("PIDPressure", true, "KubeletHasInsufficientPID", "kubelet has insufficient PID available")
+            (
+                "PIDPressure",
+                true,
+                "KubeletHasInsufficientPID",
+                "kubelet has insufficient PID available",
+            )
         } else {
-            ("PIDPressure", false, "KubeletHasSufficientPID", "kubelet has sufficient PID available")
+            (
+                "PIDPressure",
+                false,
+                "KubeletHasSufficientPID",
+                "kubelet has sufficient PID available",
+            )
         },
     ]
 }
@@ -58,20 +91,45 @@ fn read(data_dir: &Path) -> Readings {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(u64::MAX, |kb| kb * 1024);
     let (disk_available, disk_total) = nix::sys::statvfs::statvfs(data_dir)
-        .map(|s| (s.blocks_available() as u64 * s.fragment_size() as u64, s.blocks() as u64 * s.fragment_size() as u64))
+        .map(|s| {
+            (
+                s.blocks_available() as u64 * s.fragment_size() as u64,
+                s.blocks() as u64 * s.fragment_size() as u64,
+            )
+        })
         .unwrap_or((0, 0));
     let pids_used = std::fs::read_dir("/proc")
-        .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit())).count() as u64)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+                })
+                .count() as u64
+        })
         .unwrap_or(0);
-    let pids_max = std::fs::read_to_string("/proc/sys/kernel/pid_max").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
-    Readings { memory_available, disk_available, disk_total, pids_used, pids_max }
+    let pids_max = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    Readings {
+        memory_available,
+        disk_available,
+        disk_total,
+        pids_used,
+        pids_max,
+    }
 }
 
 /// The node's conditions updated from `r`; None when nothing changed (so
 /// nothing is written). Transition times change only with the status.
 pub fn updated(node: &Value, r: &Readings, now: &str) -> Option<Value> {
     let mut node = node.clone();
-    let conds = node.pointer_mut("/status/conditions").and_then(Value::as_array_mut)?;
+    let conds = node
+        .pointer_mut("/status/conditions")
+        .and_then(Value::as_array_mut)?;
     let mut changed = false;
     for (ty, pressure, reason, message) in pressures(r) {
         let status = if pressure { "True" } else { "False" };
@@ -119,17 +177,32 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const PLENTY: Readings = Readings { memory_available: 1 << 30, disk_available: 50, disk_total: 100, pids_used: 100, pids_max: 32768 };
+    const PLENTY: Readings = Readings {
+        memory_available: 1 << 30,
+        disk_available: 50,
+        disk_total: 100,
+        pids_used: 100,
+        pids_max: 32768,
+    };
 
     #[test]
     fn thresholds_follow_the_kubelet_defaults() {
         assert!(pressures(&PLENTY).iter().all(|p| !p.1));
-        let low_mem = Readings { memory_available: 99 << 20, ..PLENTY };
+        let low_mem = Readings {
+            memory_available: 99 << 20,
+            ..PLENTY
+        };
         assert!(pressures(&low_mem)[0].1);
         assert_eq!(pressures(&low_mem)[0].2, "KubeletHasInsufficientMemory");
-        let low_disk = Readings { disk_available: 9, ..PLENTY };
+        let low_disk = Readings {
+            disk_available: 9,
+            ..PLENTY
+        };
         assert!(pressures(&low_disk)[1].1);
-        let many_pids = Readings { pids_used: 32000, ..PLENTY };
+        let many_pids = Readings {
+            pids_used: 32000,
+            ..PLENTY
+        };
         assert!(pressures(&many_pids)[2].1);
     }
 
@@ -141,10 +214,16 @@ mod tests {
             {"type": "PIDPressure", "status": "False", "lastTransitionTime": "t0"},
             {"type": "Ready", "status": "True"}]}});
         assert_eq!(updated(&node, &PLENTY, "t1"), None);
-        let low = Readings { memory_available: 1, ..PLENTY };
+        let low = Readings {
+            memory_available: 1,
+            ..PLENTY
+        };
         let new = updated(&node, &low, "t1").unwrap();
         let mem = &new["status"]["conditions"][0];
-        assert_eq!((mem["status"].as_str(), mem["lastTransitionTime"].as_str()), (Some("True"), Some("t1")));
+        assert_eq!(
+            (mem["status"].as_str(), mem["lastTransitionTime"].as_str()),
+            (Some("True"), Some("t1"))
+        );
         assert_eq!(new["status"]["conditions"][1]["lastTransitionTime"], "t0");
         assert_eq!(new["status"]["conditions"][3]["type"], "Ready");
     }

@@ -5,19 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
+use crate::image::ImageConfig;
+use crate::model::json::{at, entries, flag, list, text};
 use serde_json::Value;
-
-/// The parts of an OCI image config that decide how a container runs.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ImageConfig {
-    pub entrypoint: Vec<String>,
-    pub cmd: Vec<String>,
-    /// `KEY=value` entries.
-    pub env: Vec<String>,
-    pub working_dir: String,
-    /// `""`, `"1000"`, `"1000:1000"`, `"nobody"`, `"nobody:staff"`.
-    pub user: String,
-}
 
 /// What planning looks up. Config maps and secrets are by name in the pod's namespace.
 pub struct Sources<'a> {
@@ -493,12 +483,16 @@ impl Kind {
                 };
                 let mut data = BTreeMap::new();
                 for (key, value) in entries(&secret, "data") {
-                    let bytes = value.as_str().and_then(|v| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, v).ok()).ok_or_else(|| {
-                        PlanError::SecretData {
+                    let bytes = value
+                        .as_str()
+                        .and_then(|v| {
+                            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, v)
+                                .ok()
+                        })
+                        .ok_or_else(|| PlanError::SecretData {
                             name: name.to_string(),
                             key: key.clone(),
-                        }
-                    })?;
+                        })?;
                     // Go converts the bytes unchecked; a Rust string must be UTF-8.
                     data.insert(key.clone(), String::from_utf8_lossy(&bytes).into_owned());
                 }
@@ -533,7 +527,6 @@ impl Kind {
         }
     }
 }
-
 
 // ---------------------------------------------------------------------------
 // User
@@ -766,34 +759,6 @@ fn quantity_text(v: &Value) -> Option<String> {
     }
 }
 
-
-// ---------------------------------------------------------------------------
-// JSON access
-
-static NULL: Value = Value::Null;
-
-fn at<'a>(v: &'a Value, key: &str) -> &'a Value {
-    v.get(key).unwrap_or(&NULL)
-}
-
-fn text<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or_default()
-}
-
-fn list<'a>(v: &'a Value, key: &str) -> &'a [Value] {
-    v.get(key)
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
-}
-
-fn entries<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = (&'a String, &'a Value)> {
-    v.get(key).and_then(Value::as_object).into_iter().flatten()
-}
-
-fn flag(v: &Value, key: &str) -> bool {
-    v.get(key).and_then(Value::as_bool).unwrap_or(false)
-}
-
 fn id(v: &Value) -> Option<u32> {
     v.as_u64().and_then(|n| u32::try_from(n).ok())
 }
@@ -829,6 +794,7 @@ mod tests {
             env: vec!["PATH=/usr/bin:/bin".into(), "NGINX_VERSION=1.27".into()],
             working_dir: String::new(),
             user: String::new(),
+            ..Default::default()
         }
     }
 
@@ -1289,13 +1255,16 @@ mod tests {
             ("3n", 9, 3.0),
         ];
         for (q, exp10, expected) in cases {
-            assert_eq!(crate::model::quantity::scaled(q, exp10), Some(expected), "{q}");
+            assert_eq!(
+                crate::model::quantity::scaled(q, exp10),
+                Some(expected),
+                "{q}"
+            );
         }
         for bad in ["", "m", "1.2.3", "1X", "1KiB", "e3", "1e"] {
             assert_eq!(crate::model::quantity::scaled(bad, 0), None, "{bad}");
         }
     }
-
 
     #[test]
     fn env_var_names_follow_kubernetes() {

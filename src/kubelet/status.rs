@@ -3,6 +3,8 @@
 
 use std::time::SystemTime;
 
+use crate::model::json::{at, list, text};
+use crate::model::timestamp;
 use serde_json::{Map, Value, json};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -103,7 +105,10 @@ pub fn pod_status(pod: &Value, view: &PodView, now: SystemTime) -> Value {
         .or_else(|| host_network.then(|| view.host_ip.clone()));
     let containers_ready = containers_ready(spec, view, phase);
     let generated = [
-        Condition::new("PodReadyToStartContainers", view.sandbox_ready || pod_ip.is_some()),
+        Condition::new(
+            "PodReadyToStartContainers",
+            view.sandbox_ready || pod_ip.is_some(),
+        ),
         initialized(spec, view, phase),
         ready(spec, &conditions, &containers_ready),
         containers_ready,
@@ -430,27 +435,6 @@ fn state_json(state: &State, container_id: &str) -> Value {
             json!({ "terminated": fields })
         }
     }
-}
-
-/// RFC 3339 in whole seconds, UTC, as metav1.Time serializes.
-fn timestamp(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
-static NULL: Value = Value::Null;
-
-fn at<'a>(v: &'a Value, key: &str) -> &'a Value {
-    v.get(key).unwrap_or(&NULL)
-}
-
-fn text<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or_default()
-}
-
-fn list<'a>(v: &'a Value, key: &str) -> &'a [Value] {
-    v.get(key)
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
 }
 
 #[cfg(test)]

@@ -32,11 +32,23 @@ pub fn pod_dir(data_dir: &Path, uid: &str) -> PathBuf {
 }
 
 /// Prepares every volume of `pod`; returns volume name -> host path.
-pub fn prepare(data_dir: &Path, pod: &Value, src: &Sources) -> Result<BTreeMap<String, PathBuf>, String> {
-    let uid = pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default();
+pub fn prepare(
+    data_dir: &Path,
+    pod: &Value,
+    src: &Sources,
+) -> Result<BTreeMap<String, PathBuf>, String> {
+    let uid = pod
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let base = pod_dir(data_dir, uid).join("volumes");
     let mut out = BTreeMap::new();
-    for v in pod.pointer("/spec/volumes").and_then(Value::as_array).into_iter().flatten() {
+    for v in pod
+        .pointer("/spec/volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let name = v["name"].as_str().unwrap_or_default();
         let dir = base.join(name);
         let path = if let Some(h) = v.get("hostPath") {
@@ -48,7 +60,9 @@ pub fn prepare(data_dir: &Path, pod: &Value, src: &Sources) -> Result<BTreeMap<S
             write_files(&dir, &files)?;
             dir
         } else {
-            return Err(format!("volume {name:?}: this volume type is not supported on bramble (use emptyDir, hostPath, configMap, secret, downwardAPI or projected)"));
+            return Err(format!(
+                "volume {name:?}: this volume type is not supported on bramble (use emptyDir, hostPath, configMap, secret, downwardAPI or projected)"
+            ));
         };
         out.insert(name.to_string(), path);
     }
@@ -66,7 +80,9 @@ pub fn cleanup(data_dir: &Path, uid: &str) -> Result<(), String> {
         }
     }
     match fs::remove_dir_all(&dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("removing {}: {e}", dir.display())),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(format!("removing {}: {e}", dir.display()))
+        }
         _ => Ok(()),
     }
 }
@@ -75,7 +91,10 @@ fn empty_dir(dir: &Path, spec: &Value) -> Result<(), String> {
     let fresh = !dir.exists();
     fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     if spec["medium"] == "Memory" && fresh {
-        let size = spec["sizeLimit"].as_str().and_then(parse_quantity).map(|b| format!("size={}", b as u64));
+        let size = spec["sizeLimit"]
+            .as_str()
+            .and_then(parse_quantity)
+            .map(|b| format!("size={}", b as u64));
         let opts = size.unwrap_or_default();
         nix::mount::mount(
             Some("tmpfs"),
@@ -86,7 +105,8 @@ fn empty_dir(dir: &Path, spec: &Value) -> Result<(), String> {
         )
         .map_err(|e| format!("mounting a tmpfs on {}: {e}", dir.display()))?;
     }
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o777)).map_err(|e| format!("{}: {e}", dir.display()))
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o777))
+        .map_err(|e| format!("{}: {e}", dir.display()))
 }
 
 /// hostPath with Kubernetes' type checks.
@@ -94,23 +114,41 @@ fn host_path(spec: &Value) -> Result<PathBuf, String> {
     let path = PathBuf::from(spec["path"].as_str().unwrap_or_default());
     let ty = spec["type"].as_str().unwrap_or("");
     let meta = fs::metadata(&path);
-    let fail = |what: &str| Err(format!("hostPath type check failed: {} is not a {what}", path.display()));
+    let fail = |what: &str| {
+        Err(format!(
+            "hostPath type check failed: {} is not a {what}",
+            path.display()
+        ))
+    };
     match ty {
         "" => {}
         "DirectoryOrCreate" if meta.is_err() => {
             fs::create_dir_all(&path).map_err(|e| format!("creating {}: {e}", path.display()))?;
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+                .map_err(|e| e.to_string())?;
         }
         "FileOrCreate" if meta.is_err() => {
             fs::File::create(&path).map_err(|e| format!("creating {}: {e}", path.display()))?;
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).map_err(|e| e.to_string())?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o644))
+                .map_err(|e| e.to_string())?;
         }
-        "Directory" | "DirectoryOrCreate" if !meta.as_ref().is_ok_and(|m| m.is_dir()) => return fail("directory"),
-        "File" | "FileOrCreate" if !meta.as_ref().is_ok_and(|m| m.is_file()) => return fail("file"),
-        "Socket" if !meta.as_ref().is_ok_and(|m| m.file_type().is_socket()) => return fail("socket"),
-        "CharDevice" if !meta.as_ref().is_ok_and(|m| m.file_type().is_char_device()) => return fail("character device"),
-        "BlockDevice" if !meta.as_ref().is_ok_and(|m| m.file_type().is_block_device()) => return fail("block device"),
-        "Directory" | "DirectoryOrCreate" | "File" | "FileOrCreate" | "Socket" | "CharDevice" | "BlockDevice" => {}
+        "Directory" | "DirectoryOrCreate" if !meta.as_ref().is_ok_and(|m| m.is_dir()) => {
+            return fail("directory");
+        }
+        "File" | "FileOrCreate" if !meta.as_ref().is_ok_and(|m| m.is_file()) => {
+            return fail("file");
+        }
+        "Socket" if !meta.as_ref().is_ok_and(|m| m.file_type().is_socket()) => {
+            return fail("socket");
+        }
+        "CharDevice" if !meta.as_ref().is_ok_and(|m| m.file_type().is_char_device()) => {
+            return fail("character device");
+        }
+        "BlockDevice" if !meta.as_ref().is_ok_and(|m| m.file_type().is_block_device()) => {
+            return fail("block device");
+        }
+        "Directory" | "DirectoryOrCreate" | "File" | "FileOrCreate" | "Socket" | "CharDevice"
+        | "BlockDevice" => {}
         other => return Err(format!("hostPath type {other:?} is not supported")),
     }
     Ok(path)
@@ -118,10 +156,20 @@ fn host_path(spec: &Value) -> Result<PathBuf, String> {
 
 /// The files of a configMap, secret, downwardAPI or projected volume; None
 /// for other volume types.
-pub fn projection(pod: &Value, vol: &Value, src: &Sources) -> Result<Option<Vec<ProjectedFile>>, String> {
+pub fn projection(
+    pod: &Value,
+    vol: &Value,
+    src: &Sources,
+) -> Result<Option<Vec<ProjectedFile>>, String> {
     let default_mode = |spec: &Value| spec["defaultMode"].as_u64().unwrap_or(0o644) as u32;
     let files = if let Some(s) = vol.get("configMap") {
-        key_files(s, (src.config_map)(s["name"].as_str().unwrap_or_default()), "configmap", default_mode(s), false)?
+        key_files(
+            s,
+            (src.config_map)(s["name"].as_str().unwrap_or_default()),
+            "configmap",
+            default_mode(s),
+            false,
+        )?
     } else if let Some(s) = vol.get("secret") {
         let name = s["secretName"].as_str().unwrap_or_default();
         key_files(s, (src.secret)(name), "secret", default_mode(s), true)?
@@ -132,9 +180,21 @@ pub fn projection(pod: &Value, vol: &Value, src: &Sources) -> Result<Option<Vec<
         let mut all = Vec::new();
         for source in s["sources"].as_array().into_iter().flatten() {
             if let Some(c) = source.get("configMap") {
-                all.extend(key_files(c, (src.config_map)(c["name"].as_str().unwrap_or_default()), "configmap", mode, false)?);
+                all.extend(key_files(
+                    c,
+                    (src.config_map)(c["name"].as_str().unwrap_or_default()),
+                    "configmap",
+                    mode,
+                    false,
+                )?);
             } else if let Some(c) = source.get("secret") {
-                all.extend(key_files(c, (src.secret)(c["name"].as_str().unwrap_or_default()), "secret", mode, true)?);
+                all.extend(key_files(
+                    c,
+                    (src.secret)(c["name"].as_str().unwrap_or_default()),
+                    "secret",
+                    mode,
+                    true,
+                )?);
             } else if let Some(d) = source.get("downwardAPI") {
                 all.extend(downward_files(pod, d, mode)?);
             }
@@ -147,8 +207,17 @@ pub fn projection(pod: &Value, vol: &Value, src: &Sources) -> Result<Option<Vec<
 }
 
 /// A configMap's or secret's keys as files, honouring `items` and `optional`.
-fn key_files(spec: &Value, obj: Option<Value>, what: &str, mode: u32, base64: bool) -> Result<Vec<ProjectedFile>, String> {
-    let name = spec["name"].as_str().or(spec["secretName"].as_str()).unwrap_or_default();
+fn key_files(
+    spec: &Value,
+    obj: Option<Value>,
+    what: &str,
+    mode: u32,
+    base64: bool,
+) -> Result<Vec<ProjectedFile>, String> {
+    let name = spec["name"]
+        .as_str()
+        .or(spec["secretName"].as_str())
+        .unwrap_or_default();
     let Some(obj) = obj else {
         if spec["optional"].as_bool() == Some(true) {
             return Ok(Vec::new());
@@ -159,7 +228,9 @@ fn key_files(spec: &Value, obj: Option<Value>, what: &str, mode: u32, base64: bo
     for (k, v) in obj["data"].as_object().into_iter().flatten() {
         let s = v.as_str().unwrap_or_default();
         let bytes = if base64 {
-            base64::engine::general_purpose::STANDARD.decode(s).map_err(|e| format!("{what} {name} key {k}: {e}"))?
+            base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map_err(|e| format!("{what} {name} key {k}: {e}"))?
         } else {
             s.as_bytes().to_vec()
         };
@@ -172,7 +243,10 @@ fn key_files(spec: &Value, obj: Option<Value>, what: &str, mode: u32, base64: bo
         data.insert(k.clone(), bytes);
     }
     match spec["items"].as_array() {
-        None => Ok(data.into_iter().map(|(path, data)| ProjectedFile { path, data, mode }).collect()),
+        None => Ok(data
+            .into_iter()
+            .map(|(path, data)| ProjectedFile { path, data, mode })
+            .collect()),
         Some(items) => items
             .iter()
             .map(|it| {
@@ -208,10 +282,16 @@ fn downward_files(pod: &Value, spec: &Value, mode: u32) -> Result<Vec<ProjectedF
                         .map(|(k, v)| format!("{k}=\"{}\"\n", v.as_str().unwrap_or_default()))
                         .collect::<String>()
                 }
-                "metadata.name" | "metadata.namespace" | "metadata.uid" => {
-                    pod["metadata"][path.trim_start_matches("metadata.")].as_str().unwrap_or_default().to_string()
+                "metadata.name" | "metadata.namespace" | "metadata.uid" => pod["metadata"]
+                    [path.trim_start_matches("metadata.")]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+                other => {
+                    return Err(format!(
+                        "downwardAPI volume: field {other:?} is not supported"
+                    ));
                 }
-                other => return Err(format!("downwardAPI volume: field {other:?} is not supported")),
             };
             Ok(ProjectedFile {
                 path: it["path"].as_str().unwrap_or_default().to_string(),
@@ -229,13 +309,22 @@ fn write_files(dir: &Path, files: &[ProjectedFile]) -> Result<(), String> {
     let _ = fs::remove_dir_all(&tmp);
     for f in files {
         let rel = Path::new(&f.path);
-        if rel.is_absolute() || rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-            return Err(format!("projected path {:?} must be relative and stay inside the volume", f.path));
+        if rel.is_absolute()
+            || rel
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(format!(
+                "projected path {:?} must be relative and stay inside the volume",
+                f.path
+            ));
         }
         let p = tmp.join(rel);
-        fs::create_dir_all(p.parent().unwrap_or(&tmp)).map_err(|e| format!("{}: {e}", p.display()))?;
+        fs::create_dir_all(p.parent().unwrap_or(&tmp))
+            .map_err(|e| format!("{}: {e}", p.display()))?;
         fs::write(&p, &f.data).map_err(|e| format!("{}: {e}", p.display()))?;
-        fs::set_permissions(&p, fs::Permissions::from_mode(f.mode)).map_err(|e| format!("{}: {e}", p.display()))?;
+        fs::set_permissions(&p, fs::Permissions::from_mode(f.mode))
+            .map_err(|e| format!("{}: {e}", p.display()))?;
     }
     fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
     let _ = fs::remove_dir_all(dir);
@@ -247,8 +336,14 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn sources<'a>(cm: &'a dyn Fn(&str) -> Option<Value>, sec: &'a dyn Fn(&str) -> Option<Value>) -> Sources<'a> {
-        Sources { config_map: cm, secret: sec }
+    fn sources<'a>(
+        cm: &'a dyn Fn(&str) -> Option<Value>,
+        sec: &'a dyn Fn(&str) -> Option<Value>,
+    ) -> Sources<'a> {
+        Sources {
+            config_map: cm,
+            secret: sec,
+        }
     }
 
     #[test]
@@ -256,20 +351,57 @@ mod tests {
         let cm = |n: &str| (n == "cfg").then(|| json!({"data": {"a": "1", "b": "2"}}));
         let none = |_: &str| None;
         let pod = json!({});
-        let all = projection(&pod, &json!({"name": "v", "configMap": {"name": "cfg"}}), &sources(&cm, &none)).unwrap().unwrap();
-        assert_eq!(all, [
-            ProjectedFile { path: "a".into(), data: b"1".to_vec(), mode: 0o644 },
-            ProjectedFile { path: "b".into(), data: b"2".to_vec(), mode: 0o644 },
-        ]);
+        let all = projection(
+            &pod,
+            &json!({"name": "v", "configMap": {"name": "cfg"}}),
+            &sources(&cm, &none),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            all,
+            [
+                ProjectedFile {
+                    path: "a".into(),
+                    data: b"1".to_vec(),
+                    mode: 0o644
+                },
+                ProjectedFile {
+                    path: "b".into(),
+                    data: b"2".to_vec(),
+                    mode: 0o644
+                },
+            ]
+        );
         let items = json!({"name": "v", "configMap": {"name": "cfg", "defaultMode": 0o600, "items": [{"key": "b", "path": "sub/b.txt"}]}});
-        let some = projection(&pod, &items, &sources(&cm, &none)).unwrap().unwrap();
-        assert_eq!(some, [ProjectedFile { path: "sub/b.txt".into(), data: b"2".to_vec(), mode: 0o600 }]);
+        let some = projection(&pod, &items, &sources(&cm, &none))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            some,
+            [ProjectedFile {
+                path: "sub/b.txt".into(),
+                data: b"2".to_vec(),
+                mode: 0o600
+            }]
+        );
         let missing_key = json!({"name": "v", "configMap": {"name": "cfg", "items": [{"key": "zz", "path": "z"}]}});
-        assert_eq!(projection(&pod, &missing_key, &sources(&cm, &none)).unwrap_err(), "couldn't find key zz in configmap cfg");
+        assert_eq!(
+            projection(&pod, &missing_key, &sources(&cm, &none)).unwrap_err(),
+            "couldn't find key zz in configmap cfg"
+        );
         let missing = json!({"name": "v", "configMap": {"name": "gone"}});
-        assert_eq!(projection(&pod, &missing, &sources(&cm, &none)).unwrap_err(), "configmap \"gone\" not found");
+        assert_eq!(
+            projection(&pod, &missing, &sources(&cm, &none)).unwrap_err(),
+            "configmap \"gone\" not found"
+        );
         let optional = json!({"name": "v", "configMap": {"name": "gone", "optional": true}});
-        assert_eq!(projection(&pod, &optional, &sources(&cm, &none)).unwrap().unwrap(), []);
+        assert_eq!(
+            projection(&pod, &optional, &sources(&cm, &none))
+                .unwrap()
+                .unwrap(),
+            []
+        );
     }
 
     #[test]
@@ -277,13 +409,32 @@ mod tests {
         let none = |_: &str| None;
         let sec = |_: &str| Some(json!({"data": {"pw": "aHVudGVyMg=="}}));
         let pod = json!({"metadata": {"name": "p", "labels": {"app": "web", "tier": "a"}}});
-        let s = projection(&pod, &json!({"name": "v", "secret": {"secretName": "s"}}), &sources(&none, &sec)).unwrap().unwrap();
+        let s = projection(
+            &pod,
+            &json!({"name": "v", "secret": {"secretName": "s"}}),
+            &sources(&none, &sec),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(s[0].data, b"hunter2");
         let d = json!({"name": "v", "downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}, {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]}});
-        let files = projection(&pod, &d, &sources(&none, &none)).unwrap().unwrap();
-        assert_eq!(String::from_utf8(files[0].data.clone()).unwrap(), "app=\"web\"\ntier=\"a\"\n");
+        let files = projection(&pod, &d, &sources(&none, &none))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(files[0].data.clone()).unwrap(),
+            "app=\"web\"\ntier=\"a\"\n"
+        );
         assert_eq!(files[1].data, b"p");
-        assert!(projection(&pod, &json!({"name": "v", "nfs": {}}), &sources(&none, &none)).unwrap().is_none());
+        assert!(
+            projection(
+                &pod,
+                &json!({"name": "v", "nfs": {}}),
+                &sources(&none, &none)
+            )
+            .unwrap()
+            .is_none()
+        );
     }
 
     #[test]
@@ -295,7 +446,10 @@ mod tests {
         assert_eq!(host_path(&spec).unwrap(), p);
         assert!(p.is_dir());
         let err = host_path(&json!({"path": p, "type": "File"})).unwrap_err();
-        assert_eq!(err, format!("hostPath type check failed: {} is not a file", p.display()));
+        assert_eq!(
+            err,
+            format!("hostPath type check failed: {} is not a file", p.display())
+        );
         assert!(host_path(&json!({"path": dir.join("nope"), "type": "Directory"})).is_err());
         assert!(host_path(&json!({"path": dir.join("nope"), "type": "Weird"})).is_err());
         fs::remove_dir_all(&dir).unwrap();

@@ -4,6 +4,7 @@
 //! trip; typed views are made where a decision needs them.
 
 pub mod defaults;
+pub mod json;
 pub mod quantity;
 pub mod schema;
 pub mod selector;
@@ -79,18 +80,99 @@ macro_rules! resource {
 /// Every resource bramble serves. The index of an entry is stable within one
 /// binary only; the store keys rows by `Resource::key()`.
 pub static RESOURCES: &[Resource] = &[
-    resource!("", "Namespace", "namespaces", "namespace", false, &["ns"], &[], &[Status]),
+    resource!(
+        "",
+        "Namespace",
+        "namespaces",
+        "namespace",
+        false,
+        &["ns"],
+        &[],
+        &[Status]
+    ),
     resource!("", "Node", "nodes", "node", false, &["no"], &[], &[Status]),
-    resource!("", "Pod", "pods", "pod", true, &["po"], ALL, &[Status, Log, Exec, Binding]),
+    resource!(
+        "",
+        "Pod",
+        "pods",
+        "pod",
+        true,
+        &["po"],
+        ALL,
+        &[Status, Log, Exec, Binding]
+    ),
     resource!("", "Event", "events", "event", true, &["ev"], &[], &[]),
-    resource!("", "Service", "services", "service", true, &["svc"], ALL, &[Status]),
-    resource!("", "Endpoints", "endpoints", "endpoints", true, &["ep"], &[], &[]),
-    resource!("", "ConfigMap", "configmaps", "configmap", true, &["cm"], &[], &[]),
+    resource!(
+        "",
+        "Service",
+        "services",
+        "service",
+        true,
+        &["svc"],
+        ALL,
+        &[Status]
+    ),
+    resource!(
+        "",
+        "Endpoints",
+        "endpoints",
+        "endpoints",
+        true,
+        &["ep"],
+        &[],
+        &[]
+    ),
+    resource!(
+        "",
+        "ConfigMap",
+        "configmaps",
+        "configmap",
+        true,
+        &["cm"],
+        &[],
+        &[]
+    ),
     resource!("", "Secret", "secrets", "secret", true, &[], &[], &[]),
-    resource!("", "ReplicationController", "replicationcontrollers", "replicationcontroller", true, &["rc"], ALL, &[Status, Scale]),
-    resource!("apps", "ReplicaSet", "replicasets", "replicaset", true, &["rs"], ALL, &[Status, Scale]),
-    resource!("apps", "Deployment", "deployments", "deployment", true, &["deploy"], ALL, &[Status, Scale]),
-    resource!("apps", "DaemonSet", "daemonsets", "daemonset", true, &["ds"], ALL, &[Status]),
+    resource!(
+        "",
+        "ReplicationController",
+        "replicationcontrollers",
+        "replicationcontroller",
+        true,
+        &["rc"],
+        ALL,
+        &[Status, Scale]
+    ),
+    resource!(
+        "apps",
+        "ReplicaSet",
+        "replicasets",
+        "replicaset",
+        true,
+        &["rs"],
+        ALL,
+        &[Status, Scale]
+    ),
+    resource!(
+        "apps",
+        "Deployment",
+        "deployments",
+        "deployment",
+        true,
+        &["deploy"],
+        ALL,
+        &[Status, Scale]
+    ),
+    resource!(
+        "apps",
+        "DaemonSet",
+        "daemonsets",
+        "daemonset",
+        true,
+        &["ds"],
+        ALL,
+        &[Status]
+    ),
     resource!("batch", "Job", "jobs", "job", true, &[], ALL, &[Status]),
 ];
 
@@ -198,7 +280,14 @@ pub fn new_uid() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// The 5-character suffix Kubernetes appends for `generateName`.

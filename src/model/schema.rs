@@ -27,7 +27,13 @@ pub fn unknown_fields(kind: &str, obj: &Value) -> Vec<String> {
 /// Collects unknown fields below `path`. Values of the wrong JSON type are left
 /// to the decoder, which reports them differently.
 fn walk(ty: &Ty, value: &Value, path: &str, out: &mut Vec<String>) {
-    let join = |key: &str| if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
     match (ty, value) {
         (Ty::Ref(name), Value::Object(obj)) => {
             let Some((_, def)) = lookup(name) else { return };
@@ -70,7 +76,10 @@ pub fn openapi_root() -> Value {
 /// "apis/batch/v1"; None for any other group-version.
 pub fn openapi_group_version(path: &str) -> Option<Value> {
     let path = path.trim_matches('/');
-    documents().iter().find(|doc| doc.path == path).map(|doc| doc.body.clone())
+    documents()
+        .iter()
+        .find(|doc| doc.path == path)
+        .map(|doc| doc.body.clone())
 }
 
 /// The JSON type of a field.
@@ -106,7 +115,13 @@ struct Field {
 }
 
 const fn f(name: &'static str, ty: Ty) -> Field {
-    Field { name, ty, doc: "", required: false, patch: None }
+    Field {
+        name,
+        ty,
+        doc: "",
+        required: false,
+        patch: None,
+    }
 }
 
 impl Field {
@@ -114,14 +129,20 @@ impl Field {
         Field { doc, ..self }
     }
     const fn req(self) -> Self {
-        Field { required: true, ..self }
+        Field {
+            required: true,
+            ..self
+        }
     }
     const fn merge(self, key: &'static str) -> Self {
         self.patch(key, "merge")
     }
     /// An empty key declares a strategy alone (lists of scalars).
     const fn patch(self, key: &'static str, strategy: &'static str) -> Self {
-        Field { patch: Some((key, strategy)), ..self }
+        Field {
+            patch: Some((key, strategy)),
+            ..self
+        }
     }
 }
 
@@ -137,12 +158,21 @@ struct Def {
 }
 
 const fn def(name: &'static str, doc: &'static str, fields: &'static [Field]) -> Def {
-    Def { name, doc, gv: None, fields, shared: &[] }
+    Def {
+        name,
+        doc,
+        gv: None,
+        fields,
+        shared: &[],
+    }
 }
 
 impl Def {
     const fn kind(self, group: &'static str, version: &'static str) -> Self {
-        Def { gv: Some((group, version)), ..self }
+        Def {
+            gv: Some((group, version)),
+            ..self
+        }
     }
     const fn with(self, shared: &'static [Field]) -> Self {
         Def { shared, ..self }
@@ -186,8 +216,11 @@ const KIND_FIELDS: &[Field] = &[
 
 const CONDITION: &[Field] = &[
     f("type", S).req().doc("Type of the condition."),
-    f("status", S).req().doc("Status of the condition, one of True, False, Unknown."),
-    f("lastTransitionTime", T).doc("Last time the condition transitioned from one status to another."),
+    f("status", S)
+        .req()
+        .doc("Status of the condition, one of True, False, Unknown."),
+    f("lastTransitionTime", T)
+        .doc("Last time the condition transitioned from one status to another."),
     f("reason", S).doc("Unique, one-word, CamelCase reason for the condition's last transition."),
     f("message", S).doc("Human-readable message indicating details about the last transition."),
 ];
@@ -310,8 +343,16 @@ const OTHER_VOLUME_SOURCES: &[Field] = &[
 ];
 
 const POD_AFFINITY: &[Field] = &[
-    f("requiredDuringSchedulingIgnoredDuringExecution", list!("PodAffinityTerm")).doc("Terms that must be met at scheduling time. All terms must be satisfied."),
-    f("preferredDuringSchedulingIgnoredDuringExecution", list!("WeightedPodAffinityTerm")).doc("Terms the scheduler prefers; the node with the greatest sum of weights is preferred."),
+    f(
+        "requiredDuringSchedulingIgnoredDuringExecution",
+        list!("PodAffinityTerm"),
+    )
+    .doc("Terms that must be met at scheduling time. All terms must be satisfied."),
+    f(
+        "preferredDuringSchedulingIgnoredDuringExecution",
+        list!("WeightedPodAffinityTerm"),
+    )
+    .doc("Terms the scheduler prefers; the node with the greatest sum of weights is preferred."),
 ];
 
 const SPEC: &str = "Specification of the desired behavior. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#spec-and-status";
@@ -1152,7 +1193,12 @@ struct Resource {
 }
 
 const fn res(kind: &'static str, plural: &'static str, namespaced: bool, scale: bool) -> Resource {
-    Resource { kind, plural, namespaced, scale }
+    Resource {
+        kind,
+        plural,
+        namespaced,
+        scale,
+    }
 }
 
 static RESOURCES: &[Resource] = &[
@@ -1164,7 +1210,12 @@ static RESOURCES: &[Resource] = &[
     res("Namespace", "namespaces", false, false),
     res("Node", "nodes", false, false),
     res("Event", "events", true, false),
-    res("ReplicationController", "replicationcontrollers", true, true),
+    res(
+        "ReplicationController",
+        "replicationcontrollers",
+        true,
+        true,
+    ),
     res("Deployment", "deployments", true, true),
     res("ReplicaSet", "replicasets", true, true),
     res("DaemonSet", "daemonsets", true, false),
@@ -1196,7 +1247,11 @@ fn documents() -> &'static [Document] {
             .map(|&(group, version)| {
                 let body = group_version_document(group, version);
                 let hash = format!("{:016X}", fnv1a(body.to_string().as_bytes()));
-                Document { path: gv_path(group, version), body, hash }
+                Document {
+                    path: gv_path(group, version),
+                    body,
+                    hash,
+                }
             })
             .collect()
     })
@@ -1211,7 +1266,9 @@ fn gv_path(group: &str, version: &str) -> String {
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn group_version_document(group: &str, version: &str) -> Value {
@@ -1219,8 +1276,15 @@ fn group_version_document(group: &str, version: &str) -> Value {
     let mut paths = serde_json::Map::new();
     let mut roots = Vec::new();
     for res in RESOURCES {
-        let Some((_, def)) = lookup(res.kind).filter(|(_, d)| d.gv == Some((group, version))) else { continue };
-        let scope = if res.namespaced { "/namespaces/{namespace}" } else { "" };
+        let Some((_, def)) = lookup(res.kind).filter(|(_, d)| d.gv == Some((group, version)))
+        else {
+            continue;
+        };
+        let scope = if res.namespaced {
+            "/namespaces/{namespace}"
+        } else {
+            ""
+        };
         let item = format!("/{prefix}{scope}/{}/{{name}}", res.plural);
         paths.insert(item.clone(), path_item(def, res.namespaced));
         roots.push(def);
@@ -1252,7 +1316,8 @@ fn path_item(def: &Def, namespaced: bool) -> Value {
         "application/json": { "schema": schema_ref(def.name) }
     } } });
     let path_param = |name: &str| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } });
-    let query = |name: &str, ty: &str| json!({ "name": name, "in": "query", "schema": { "type": ty } });
+    let query =
+        |name: &str, ty: &str| json!({ "name": name, "in": "query", "schema": { "type": ty } });
     let mut params = vec![path_param("name")];
     if namespaced {
         params.push(path_param("namespace"));
@@ -1288,7 +1353,9 @@ fn component_schemas(roots: &[&'static Def]) -> serde_json::Map<String, Value> {
         match ty {
             Ty::Map(item) | Ty::List(item) => todo.push(*item),
             Ty::Ref(name) => {
-                let Some((pkg, def)) = lookup(name) else { continue };
+                let Some((pkg, def)) = lookup(name) else {
+                    continue;
+                };
                 let full = format!("{pkg}.{name}");
                 if !out.contains_key(&full) {
                     out.insert(full, def_schema(def));
@@ -1323,39 +1390,54 @@ fn leaf_schema(ty: Ty) -> Option<(&'static str, Value)> {
     match ty {
         Ty::Time => Some((
             "io.k8s.apimachinery.pkg.apis.meta.v1.Time",
-            time("Time is a wrapper around time.Time which supports correct marshaling to YAML and JSON (RFC 3339)."),
+            time(
+                "Time is a wrapper around time.Time which supports correct marshaling to YAML and JSON (RFC 3339).",
+            ),
         )),
         Ty::MicroTime => Some((
             "io.k8s.apimachinery.pkg.apis.meta.v1.MicroTime",
             time("MicroTime is version of Time with microsecond level precision."),
         )),
-        Ty::Quantity => Some(("io.k8s.apimachinery.pkg.api.resource.Quantity", json!({
-            "description": "Quantity is a fixed-point representation of a number, such as 100m, 1.5, 128Mi or 2Gi.",
-            "oneOf": [{ "type": "string" }, { "type": "number" }],
-        }))),
-        Ty::IntOrString => Some(("io.k8s.apimachinery.pkg.util.intstr.IntOrString", json!({
-            "description": "IntOrString is a type that can hold an int32 or a string.",
-            "format": "int-or-string",
-            "oneOf": [{ "type": "integer" }, { "type": "string" }],
-            "x-kubernetes-int-or-string": true,
-        }))),
+        Ty::Quantity => Some((
+            "io.k8s.apimachinery.pkg.api.resource.Quantity",
+            json!({
+                "description": "Quantity is a fixed-point representation of a number, such as 100m, 1.5, 128Mi or 2Gi.",
+                "oneOf": [{ "type": "string" }, { "type": "number" }],
+            }),
+        )),
+        Ty::IntOrString => Some((
+            "io.k8s.apimachinery.pkg.util.intstr.IntOrString",
+            json!({
+                "description": "IntOrString is a type that can hold an int32 or a string.",
+                "format": "int-or-string",
+                "oneOf": [{ "type": "integer" }, { "type": "string" }],
+                "x-kubernetes-int-or-string": true,
+            }),
+        )),
         _ => None,
     }
 }
 
 fn def_schema(def: &'static Def) -> Value {
-    let properties: serde_json::Map<String, Value> =
-        def.all_fields().map(|f| (f.name.to_string(), field_schema(f))).collect();
+    let properties: serde_json::Map<String, Value> = def
+        .all_fields()
+        .map(|f| (f.name.to_string(), field_schema(f)))
+        .collect();
     let mut schema = json!({ "type": "object", "properties": properties });
     if !def.doc.is_empty() {
         schema["description"] = def.doc.into();
     }
-    let required: Vec<&str> = def.all_fields().filter(|f| f.required).map(|f| f.name).collect();
+    let required: Vec<&str> = def
+        .all_fields()
+        .filter(|f| f.required)
+        .map(|f| f.name)
+        .collect();
     if !required.is_empty() {
         schema["required"] = required.into();
     }
     if let Some((group, version)) = def.gv {
-        schema["x-kubernetes-group-version-kind"] = json!([{ "group": group, "kind": def.name, "version": version }]);
+        schema["x-kubernetes-group-version-kind"] =
+            json!([{ "group": group, "kind": def.name, "version": version }]);
     }
     schema
 }
@@ -1512,7 +1594,10 @@ mod tests {
             },
             "status": { "replicas": 3, "conditions": [{ "type": "Available", "status": "True", "lastUpdateTime": "2026-01-01T00:00:00Z" }] },
         });
-        assert_eq!(unknown_fields("Deployment", &deployment), Vec::<String>::new());
+        assert_eq!(
+            unknown_fields("Deployment", &deployment),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
@@ -1521,7 +1606,8 @@ mod tests {
         spec["containers"][0]["imagePullPolcy"] = json!("Always");
         spec["containers"][0]["livenessProbe"]["httpGet"]["prot"] = json!(80);
         spec["initContainers"][0]["grpc"] = json!(null);
-        spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchExpresions"] = json!([]);
+        spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+            [0]["matchExpresions"] = json!([]);
         let deployment = json!({
             "apiVersion": "apps/v1", "kind": "Deployment", "specc": {},
             "metadata": { "name": "web", "labelz": { "a": "b" } },
@@ -1529,27 +1615,48 @@ mod tests {
         });
         let mut found = unknown_fields("Deployment", &deployment);
         found.sort();
-        assert_eq!(found, [
-            "metadata.labelz",
-            "spec.selector.matchLabel",
-            "spec.template.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpresions",
-            "spec.template.spec.containers[0].imagePullPolcy",
-            "spec.template.spec.containers[0].livenessProbe.httpGet.prot",
-            "spec.template.spec.initContainers[0].grpc",
-            "specc",
-        ]);
+        assert_eq!(
+            found,
+            [
+                "metadata.labelz",
+                "spec.selector.matchLabel",
+                "spec.template.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpresions",
+                "spec.template.spec.containers[0].imagePullPolcy",
+                "spec.template.spec.containers[0].livenessProbe.httpGet.prot",
+                "spec.template.spec.initContainers[0].grpc",
+                "specc",
+            ]
+        );
     }
 
     #[test]
     fn free_key_maps_accept_anything() {
         let free = json!({ "any key/with.dots": "v", "x": "y" });
         let cases = [
-            ("ConfigMap", json!({ "kind": "ConfigMap", "apiVersion": "v1", "data": free, "binaryData": free, "metadata": { "annotations": free } })),
-            ("Secret", json!({ "data": free, "stringData": free, "type": "Opaque", "metadata": { "labels": free } })),
-            ("Service", json!({ "spec": { "selector": free, "ports": [{ "port": 80, "targetPort": "http" }] } })),
-            ("ReplicationController", json!({ "spec": { "selector": free, "template": { "spec": { "nodeSelector": free, "overhead": free } } } })),
-            ("Node", json!({ "status": { "capacity": free, "allocatable": free, "nodeInfo": { "swap": { "capacity": 1 } } } })),
-            ("Job", json!({ "spec": { "selector": { "matchLabels": free }, "template": { "spec": { "containers": [{ "resources": { "limits": free, "requests": free } }] } } } })),
+            (
+                "ConfigMap",
+                json!({ "kind": "ConfigMap", "apiVersion": "v1", "data": free, "binaryData": free, "metadata": { "annotations": free } }),
+            ),
+            (
+                "Secret",
+                json!({ "data": free, "stringData": free, "type": "Opaque", "metadata": { "labels": free } }),
+            ),
+            (
+                "Service",
+                json!({ "spec": { "selector": free, "ports": [{ "port": 80, "targetPort": "http" }] } }),
+            ),
+            (
+                "ReplicationController",
+                json!({ "spec": { "selector": free, "template": { "spec": { "nodeSelector": free, "overhead": free } } } }),
+            ),
+            (
+                "Node",
+                json!({ "status": { "capacity": free, "allocatable": free, "nodeInfo": { "swap": { "capacity": 1 } } } }),
+            ),
+            (
+                "Job",
+                json!({ "spec": { "selector": { "matchLabels": free }, "template": { "spec": { "containers": [{ "resources": { "limits": free, "requests": free } }] } } } }),
+            ),
         ];
         for (kind, obj) in cases {
             assert_eq!(unknown_fields(kind, &obj), Vec::<String>::new(), "{kind}");
@@ -1568,7 +1675,13 @@ mod tests {
         assert!(unknown_fields("Event", &event).is_empty());
         let scale = json!({ "kind": "Scale", "apiVersion": "autoscaling/v1", "spec": { "replicas": 3, "replica": 2 } });
         assert_eq!(unknown_fields("Scale", &scale), ["spec.replica"]);
-        assert_eq!(unknown_fields("Namespace", &json!({ "spec": { "finalizers": ["kubernetes"] }, "status": { "phase": "Active" } })), Vec::<String>::new());
+        assert_eq!(
+            unknown_fields(
+                "Namespace",
+                &json!({ "spec": { "finalizers": ["kubernetes"] }, "status": { "phase": "Active" } })
+            ),
+            Vec::<String>::new()
+        );
         assert!(unknown_fields("Widget", &json!({ "whatever": 1 })).is_empty());
         // Shared types are not kinds of their own.
         assert!(unknown_fields("PodSpec", &json!({ "whatever": 1 })).is_empty());
@@ -1576,7 +1689,10 @@ mod tests {
 
     #[test]
     fn table_is_consistent() {
-        let mut names: Vec<&str> = PACKAGES.iter().flat_map(|(_, defs)| defs.iter().map(|d| d.name)).collect();
+        let mut names: Vec<&str> = PACKAGES
+            .iter()
+            .flat_map(|(_, defs)| defs.iter().map(|d| d.name))
+            .collect();
         let count = names.len();
         names.sort_unstable();
         names.dedup();
@@ -1603,7 +1719,11 @@ mod tests {
             }
         }
         for res in RESOURCES {
-            assert!(lookup(res.kind).is_some_and(|(_, d)| d.gv.is_some()), "{}", res.kind);
+            assert!(
+                lookup(res.kind).is_some_and(|(_, d)| d.gv.is_some()),
+                "{}",
+                res.kind
+            );
         }
     }
 
@@ -1611,11 +1731,17 @@ mod tests {
     fn root_lists_the_three_group_versions_with_their_hash() {
         let root = openapi_root();
         let paths = root["paths"].as_object().expect("paths");
-        assert_eq!(paths.keys().collect::<Vec<_>>(), ["api/v1", "apis/apps/v1", "apis/batch/v1"]);
+        assert_eq!(
+            paths.keys().collect::<Vec<_>>(),
+            ["api/v1", "apis/apps/v1", "apis/batch/v1"]
+        );
         for (path, entry) in paths {
             let doc = openapi_group_version(path).expect("document");
             let hash = format!("{:016X}", fnv1a(doc.to_string().as_bytes()));
-            assert_eq!(entry["serverRelativeURL"], format!("/openapi/v3/{path}?hash={hash}"));
+            assert_eq!(
+                entry["serverRelativeURL"],
+                format!("/openapi/v3/{path}?hash={hash}")
+            );
         }
         assert_eq!(openapi_root(), root, "stable");
         assert!(openapi_group_version("apis/autoscaling/v1").is_none());
@@ -1635,8 +1761,25 @@ mod tests {
     #[test]
     fn group_version_documents_serve_each_kind() {
         let expect: [(&str, &[&str]); 3] = [
-            ("api/v1", &["Pod", "Service", "Endpoints", "ConfigMap", "Secret", "Namespace", "Node", "Event", "ReplicationController", "Scale"]),
-            ("apis/apps/v1", &["Deployment", "ReplicaSet", "DaemonSet", "Scale"]),
+            (
+                "api/v1",
+                &[
+                    "Pod",
+                    "Service",
+                    "Endpoints",
+                    "ConfigMap",
+                    "Secret",
+                    "Namespace",
+                    "Node",
+                    "Event",
+                    "ReplicationController",
+                    "Scale",
+                ],
+            ),
+            (
+                "apis/apps/v1",
+                &["Deployment", "ReplicaSet", "DaemonSet", "Scale"],
+            ),
             ("apis/batch/v1", &["Job"]),
         ];
         for (path, kinds) in expect {
@@ -1646,18 +1789,33 @@ mod tests {
                 let (pkg, def) = lookup(kind).expect("kind");
                 let (group, version) = def.gv.expect("gv");
                 let gvk = json!({ "group": group, "version": version, "kind": kind });
-                let patch = doc["paths"].as_object().expect("paths").values().find(|p| p["patch"]["x-kubernetes-group-version-kind"] == gvk);
+                let patch = doc["paths"]
+                    .as_object()
+                    .expect("paths")
+                    .values()
+                    .find(|p| p["patch"]["x-kubernetes-group-version-kind"] == gvk);
                 let patch = patch.unwrap_or_else(|| panic!("{path}: no patch path for {kind}"));
-                assert!(patch["patch"]["parameters"].as_array().expect("params").iter().any(|p| p["name"] == "fieldValidation" && p["in"] == "query"));
+                assert!(
+                    patch["patch"]["parameters"]
+                        .as_array()
+                        .expect("params")
+                        .iter()
+                        .any(|p| p["name"] == "fieldValidation" && p["in"] == "query")
+                );
                 assert_eq!(patch["get"]["x-kubernetes-group-version-kind"], gvk);
                 let schema = &schemas[&format!("{pkg}.{kind}")];
-                assert_eq!(schema["x-kubernetes-group-version-kind"], json!([{ "group": group, "kind": kind, "version": version }]));
+                assert_eq!(
+                    schema["x-kubernetes-group-version-kind"],
+                    json!([{ "group": group, "kind": kind, "version": version }])
+                );
             }
             let mut refs = Vec::new();
             collect_refs(&doc, &mut refs);
             assert!(!refs.is_empty());
             for r in refs {
-                let name = r.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("bad ref {r}"));
+                let name = r
+                    .strip_prefix("#/components/schemas/")
+                    .unwrap_or_else(|| panic!("bad ref {r}"));
                 assert!(schemas.contains_key(name), "{path}: {r} does not resolve");
             }
         }
@@ -1672,25 +1830,56 @@ mod tests {
         let doc = openapi_group_version("api/v1").expect("document");
         let schemas = &doc["components"]["schemas"];
         let spec = &schemas["io.k8s.api.core.v1.PodSpec"]["properties"];
-        assert_eq!(spec["containers"]["items"]["$ref"], "#/components/schemas/io.k8s.api.core.v1.Container");
+        assert_eq!(
+            spec["containers"]["items"]["$ref"],
+            "#/components/schemas/io.k8s.api.core.v1.Container"
+        );
         assert_eq!(spec["containers"]["x-kubernetes-patch-merge-key"], "name");
         assert_eq!(spec["containers"]["x-kubernetes-patch-strategy"], "merge");
-        assert_eq!(spec["volumes"]["x-kubernetes-patch-strategy"], "merge,retainKeys");
-        assert_eq!(spec["nodeSelector"]["additionalProperties"], json!({ "type": "string" }));
-        assert_eq!(spec["priority"], json!({ "type": "integer", "format": "int32" }));
-        assert_eq!(spec["affinity"]["allOf"][0]["$ref"], "#/components/schemas/io.k8s.api.core.v1.Affinity");
+        assert_eq!(
+            spec["volumes"]["x-kubernetes-patch-strategy"],
+            "merge,retainKeys"
+        );
+        assert_eq!(
+            spec["nodeSelector"]["additionalProperties"],
+            json!({ "type": "string" })
+        );
+        assert_eq!(
+            spec["priority"],
+            json!({ "type": "integer", "format": "int32" })
+        );
+        assert_eq!(
+            spec["affinity"]["allOf"][0]["$ref"],
+            "#/components/schemas/io.k8s.api.core.v1.Affinity"
+        );
         assert!(spec["affinity"]["description"].is_string());
         let container = &schemas["io.k8s.api.core.v1.Container"];
         assert_eq!(container["required"], json!(["name"]));
-        assert_eq!(container["properties"]["ports"]["x-kubernetes-patch-merge-key"], "containerPort");
-        assert_eq!(schemas["io.k8s.api.core.v1.ResourceRequirements"]["properties"]["limits"]["additionalProperties"]["$ref"],
-            "#/components/schemas/io.k8s.apimachinery.pkg.api.resource.Quantity");
+        assert_eq!(
+            container["properties"]["ports"]["x-kubernetes-patch-merge-key"],
+            "containerPort"
+        );
+        assert_eq!(
+            schemas["io.k8s.api.core.v1.ResourceRequirements"]["properties"]["limits"]["additionalProperties"]
+                ["$ref"],
+            "#/components/schemas/io.k8s.apimachinery.pkg.api.resource.Quantity"
+        );
         let ios = &schemas["io.k8s.apimachinery.pkg.util.intstr.IntOrString"];
         assert_eq!(ios["x-kubernetes-int-or-string"], true);
         assert!(ios.get("type").is_none());
-        assert_eq!(schemas["io.k8s.api.core.v1.Secret"]["properties"]["data"]["additionalProperties"]["format"], "byte");
-        assert_eq!(schemas["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"]["properties"]["finalizers"]["x-kubernetes-patch-strategy"], "merge");
-        assert_eq!(schemas["io.k8s.api.core.v1.Volume"]["properties"]["csi"]["x-kubernetes-preserve-unknown-fields"], true);
+        assert_eq!(
+            schemas["io.k8s.api.core.v1.Secret"]["properties"]["data"]["additionalProperties"]["format"],
+            "byte"
+        );
+        assert_eq!(
+            schemas["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"]["properties"]["finalizers"]
+                ["x-kubernetes-patch-strategy"],
+            "merge"
+        );
+        assert_eq!(
+            schemas["io.k8s.api.core.v1.Volume"]["properties"]["csi"]["x-kubernetes-preserve-unknown-fields"],
+            true
+        );
         assert!(schemas["io.k8s.api.core.v1.Pod"]["properties"]["apiVersion"].is_object());
     }
 }

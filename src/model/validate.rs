@@ -10,6 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
+use crate::model::json::{at, entries, int, list, text};
 use serde_json::{Map, Value};
 
 use super::selector::{self, LabelSelector, aggregate, go_quote, go_string_slice};
@@ -222,33 +223,6 @@ pub fn api_group(kind: &str) -> &'static str {
 }
 
 pub use super::quantity::parse as parse_quantity;
-
-// ---------------------------------------------------------------------------
-// JSON access
-
-static NULL: Value = Value::Null;
-
-fn at<'a>(v: &'a Value, key: &str) -> &'a Value {
-    v.get(key).unwrap_or(&NULL)
-}
-
-fn text<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or_default()
-}
-
-fn list<'a>(v: &'a Value, key: &str) -> &'a [Value] {
-    v.get(key)
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
-}
-
-fn entries<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = (&'a String, &'a Value)> {
-    v.get(key).and_then(Value::as_object).into_iter().flatten()
-}
-
-fn int(v: &Value, key: &str) -> Option<i64> {
-    v.get(key).and_then(Value::as_i64)
-}
 
 // ---------------------------------------------------------------------------
 // Go renderings of non-string values in messages

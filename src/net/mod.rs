@@ -14,7 +14,11 @@ pub struct Cidr {
 
 impl Cidr {
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
+        let mask = if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.prefix)
+        };
         u32::from(ip) & mask == u32::from(self.base) & mask
     }
 
@@ -26,15 +30,26 @@ impl Cidr {
 impl std::str::FromStr for Cidr {
     type Err = String;
     fn from_str(s: &str) -> Result<Cidr, String> {
-        let (ip, prefix) = s.split_once('/').ok_or_else(|| format!("{s:?} is not a CIDR (want e.g. 10.43.0.0/16)"))?;
-        let base: Ipv4Addr = ip.parse().map_err(|_| format!("{s:?}: {ip:?} is not an IPv4 address"))?;
+        let (ip, prefix) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?} is not a CIDR (want e.g. 10.43.0.0/16)"))?;
+        let base: Ipv4Addr = ip
+            .parse()
+            .map_err(|_| format!("{s:?}: {ip:?} is not an IPv4 address"))?;
         let prefix: u8 = prefix
             .parse()
             .ok()
             .filter(|p| *p <= 30)
             .ok_or_else(|| format!("{s:?}: the prefix length must be a number up to 30"))?;
-        let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
-        Ok(Cidr { base: Ipv4Addr::from(u32::from(base) & mask), prefix })
+        let mask = if prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - prefix)
+        };
+        Ok(Cidr {
+            base: Ipv4Addr::from(u32::from(base) & mask),
+            prefix,
+        })
     }
 }
 

@@ -64,7 +64,10 @@ pub fn db_path(data_dir: &Path) -> PathBuf {
 }
 
 fn open(path: &Path) -> Result<Connection, StoreError> {
-    let ctx = |e| StoreError::Sqlite { path: path.to_path_buf(), source: e };
+    let ctx = |e| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source: e,
+    };
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
@@ -72,14 +75,20 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
     .map_err(ctx)?;
     // WAL keeps readers off the writer's path; FULL makes each commit survive
     // power loss, which group commit makes affordable.
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(ctx)?;
-    conn.pragma_update(None, "synchronous", "FULL").map_err(ctx)?;
-    conn.pragma_update(None, "foreign_keys", "OFF").map_err(ctx)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(ctx)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(ctx)?;
+    conn.pragma_update(None, "foreign_keys", "OFF")
+        .map_err(ctx)?;
     let check: String = conn
         .query_row("PRAGMA quick_check", [], |r| r.get(0))
         .map_err(ctx)?;
     if check != "ok" {
-        return Err(StoreError::Corrupt { path: path.to_path_buf(), detail: check });
+        return Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            detail: check,
+        });
     }
     conn.execute_batch(SCHEMA).map_err(ctx)?;
     Ok(conn)
@@ -90,9 +99,14 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
 pub fn start(data_dir: &Path) -> Result<(Loaded, Writer), StoreError> {
     let path = db_path(data_dir);
     let conn = open(&path)?;
-    let ctx = |e| StoreError::Sqlite { path: path.clone(), source: e };
+    let ctx = |e| StoreError::Sqlite {
+        path: path.clone(),
+        source: e,
+    };
     let last_rv: u64 = conn
-        .query_row("SELECT value FROM meta WHERE key = 'rv'", [], |r| r.get::<_, i64>(0))
+        .query_row("SELECT value FROM meta WHERE key = 'rv'", [], |r| {
+            r.get::<_, i64>(0)
+        })
         .map(|v| v as u64)
         .or_else(|e| match e {
             rusqlite::Error::QueryReturnedNoRows => Ok(0),
@@ -103,10 +117,15 @@ pub fn start(data_dir: &Path) -> Result<(Loaded, Writer), StoreError> {
         let mut stmt = conn
             .prepare("SELECT resource, body FROM objects ORDER BY rv")
             .map_err(ctx)?;
-        stmt.query_map([], |r| Ok(Row { resource: r.get(0)?, body: r.get(1)? }))
-            .map_err(ctx)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(ctx)?
+        stmt.query_map([], |r| {
+            Ok(Row {
+                resource: r.get(0)?,
+                body: r.get(1)?,
+            })
+        })
+        .map_err(ctx)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ctx)?
     };
     let writer = Writer::spawn(conn, path)?;
     Ok((Loaded { rows, last_rv }, writer))
@@ -135,7 +154,10 @@ impl Writer {
                     let _ = done.send_blocking(res);
                 }
             })
-            .map_err(|e| StoreError::Io { what: "starting the store writer thread".into(), source: e })?;
+            .map_err(|e| StoreError::Io {
+                what: "starting the store writer thread".into(),
+                source: e,
+            })?;
         Ok(Writer { tx })
     }
 
@@ -143,8 +165,13 @@ impl Writer {
     pub async fn commit(&self, batch: Batch) -> Committed {
         let (done_tx, done_rx) = smol::channel::bounded(1);
         // The thread lives as long as `self`; it stops only by panicking.
-        self.tx.send((batch, done_tx)).expect("the store writer thread is running");
-        done_rx.recv().await.expect("the store writer thread answers every batch")
+        self.tx
+            .send((batch, done_tx))
+            .expect("the store writer thread is running");
+        done_rx
+            .recv()
+            .await
+            .expect("the store writer thread answers every batch")
     }
 }
 
@@ -159,10 +186,21 @@ fn commit(conn: &mut Connection, batch: &Batch) -> rusqlite::Result<()> {
         )?;
         for op in &batch.ops {
             match op {
-                Op::Put { resource, namespace, name, uid, rv, body } => {
+                Op::Put {
+                    resource,
+                    namespace,
+                    name,
+                    uid,
+                    rv,
+                    body,
+                } => {
                     put.execute(params![resource, namespace, name, uid, *rv as i64, &**body])?;
                 }
-                Op::Delete { resource, namespace, name } => {
+                Op::Delete {
+                    resource,
+                    namespace,
+                    name,
+                } => {
                     del.execute(params![resource, namespace, name])?;
                 }
             }

@@ -29,16 +29,41 @@ const WATCH_QUEUE: usize = 1024;
 
 #[derive(Debug)]
 pub enum StoreError {
-    NotFound { resource: &'static Resource, name: String },
-    AlreadyExists { resource: &'static Resource, name: String },
+    NotFound {
+        resource: &'static Resource,
+        name: String,
+    },
+    AlreadyExists {
+        resource: &'static Resource,
+        name: String,
+    },
     /// The update named a resourceVersion or uid other than the stored one.
-    Conflict { resource: &'static Resource, name: String },
+    Conflict {
+        resource: &'static Resource,
+        name: String,
+    },
     /// A watch asked for changes older than the log keeps.
-    Gone { requested: u64, oldest: u64 },
-    Invalid { resource: &'static Resource, name: String, detail: String },
-    Sqlite { path: PathBuf, source: rusqlite::Error },
-    Corrupt { path: PathBuf, detail: String },
-    Io { what: String, source: std::io::Error },
+    Gone {
+        requested: u64,
+        oldest: u64,
+    },
+    Invalid {
+        resource: &'static Resource,
+        name: String,
+        detail: String,
+    },
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    Corrupt {
+        path: PathBuf,
+        detail: String,
+    },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
 }
 
 impl fmt::Display for StoreError {
@@ -55,10 +80,9 @@ impl fmt::Display for StoreError {
                 "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
                 qualified(resource)
             ),
-            StoreError::Gone { requested, oldest } => write!(
-                f,
-                "too old resource version: {requested} ({oldest})"
-            ),
+            StoreError::Gone { requested, oldest } => {
+                write!(f, "too old resource version: {requested} ({oldest})")
+            }
             StoreError::Invalid { detail, .. } => write!(f, "{detail}"),
             StoreError::Sqlite { path, source } => {
                 write!(f, "state database {}: {source}", path.display())
@@ -107,7 +131,9 @@ impl Object {
             resource,
             namespace: model::namespace(value).to_string(),
             name: model::name(value).to_string(),
-            uid: model::meta_str(value, "uid").unwrap_or_default().to_string(),
+            uid: model::meta_str(value, "uid")
+                .unwrap_or_default()
+                .to_string(),
             rv: model::meta_str(value, "resourceVersion")
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0),
@@ -199,16 +225,21 @@ impl Store {
         let mut max_rv = loaded.last_rv;
         for row in loaded.rows {
             let Some(resource) = model::by_key(&row.resource) else {
-                log::warn!("skipping a stored object of unknown resource {}", row.resource);
+                log::warn!(
+                    "skipping a stored object of unknown resource {}",
+                    row.resource
+                );
                 continue;
             };
-            let value: Value = serde_json::from_str(&row.body).map_err(|e| StoreError::Corrupt {
-                path: disk::db_path(data_dir),
-                detail: format!("{} row is not JSON: {e}", row.resource),
-            })?;
+            let value: Value =
+                serde_json::from_str(&row.body).map_err(|e| StoreError::Corrupt {
+                    path: disk::db_path(data_dir),
+                    detail: format!("{} row is not JSON: {e}", row.resource),
+                })?;
             let obj = Object::new(resource, &value, row.body.into());
             max_rv = max_rv.max(obj.rv);
-            objects[index(resource)].insert((obj.namespace.clone(), obj.name.clone()), Arc::new(obj));
+            objects[index(resource)]
+                .insert((obj.namespace.clone(), obj.name.clone()), Arc::new(obj));
         }
         let (dirty_tx, dirty_rx) = smol::channel::bounded(1);
         Ok(Rc::new(Store {
@@ -234,7 +265,12 @@ impl Store {
         self.state.borrow().rv
     }
 
-    pub fn get(&self, resource: &'static Resource, namespace: &str, name: &str) -> Option<Arc<Object>> {
+    pub fn get(
+        &self,
+        resource: &'static Resource,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Arc<Object>> {
         let ns = if resource.namespaced { namespace } else { "" };
         self.state.borrow().objects[index(resource)]
             .get(&(ns.to_string(), name.to_string()))
@@ -257,13 +293,23 @@ impl Store {
 
     /// Stores a new object. Sets uid, creationTimestamp, generation and
     /// resourceVersion; resolves generateName.
-    pub fn create(&self, resource: &'static Resource, mut value: Value) -> Result<Arc<Object>, StoreError> {
+    pub fn create(
+        &self,
+        resource: &'static Resource,
+        mut value: Value,
+    ) -> Result<Arc<Object>, StoreError> {
         let mut st = self.state.borrow_mut();
-        let ns = if resource.namespaced { model::namespace(&value).to_string() } else { String::new() };
+        let ns = if resource.namespaced {
+            model::namespace(&value).to_string()
+        } else {
+            String::new()
+        };
         let map = &st.objects[index(resource)];
         let mut name = model::name(&value).to_string();
         if name.is_empty() {
-            let prefix = model::meta_str(&value, "generateName").unwrap_or_default().to_string();
+            let prefix = model::meta_str(&value, "generateName")
+                .unwrap_or_default()
+                .to_string();
             if prefix.is_empty() {
                 return Err(StoreError::Invalid {
                     resource,
@@ -304,11 +350,22 @@ impl Store {
     /// when anything outside metadata and status changed. An update that
     /// changes nothing writes nothing. An object being deleted whose last
     /// finalizer is removed is deleted.
-    pub fn update(&self, resource: &'static Resource, mut value: Value) -> Result<Arc<Object>, StoreError> {
+    pub fn update(
+        &self,
+        resource: &'static Resource,
+        mut value: Value,
+    ) -> Result<Arc<Object>, StoreError> {
         let mut st = self.state.borrow_mut();
-        let ns = if resource.namespaced { model::namespace(&value).to_string() } else { String::new() };
+        let ns = if resource.namespaced {
+            model::namespace(&value).to_string()
+        } else {
+            String::new()
+        };
         let name = model::name(&value).to_string();
-        let Some(old) = st.objects[index(resource)].get(&(ns.clone(), name.clone())).cloned() else {
+        let Some(old) = st.objects[index(resource)]
+            .get(&(ns.clone(), name.clone()))
+            .cloned()
+        else {
             return Err(StoreError::NotFound { resource, name });
         };
         let old_value = old.value();
@@ -325,7 +382,12 @@ impl Store {
         {
             let old_meta = model::meta(&old_value).expect("stored objects have metadata");
             let m = model::meta_mut(&mut value);
-            for key in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+            for key in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+            ] {
                 match old_meta.get(key) {
                     Some(v) => m.insert(key.into(), v.clone()),
                     None => m.remove(key),
@@ -334,7 +396,10 @@ impl Store {
             if resource.namespaced {
                 m.insert("namespace".into(), ns.clone().into());
             }
-            m.insert("generation".into(), old_meta.get("generation").cloned().unwrap_or(1.into()));
+            m.insert(
+                "generation".into(),
+                old_meta.get("generation").cloned().unwrap_or(1.into()),
+            );
             m.insert("resourceVersion".into(), old.rv.to_string().into());
         }
         set_type_meta(resource, &mut value);
@@ -342,7 +407,10 @@ impl Store {
             return Ok(old);
         }
         if spec_changed(&old_value, &value) {
-            let g = model::meta(&old_value).and_then(|m| m.get("generation")).and_then(Value::as_i64).unwrap_or(1);
+            let g = model::meta(&old_value)
+                .and_then(|m| m.get("generation"))
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
             model::meta_mut(&mut value).insert("generation".into(), (g + 1).into());
         }
         let rv = st.rv + 1;
@@ -364,11 +432,20 @@ impl Store {
     ) -> Result<Arc<Object>, StoreError> {
         let mut st = self.state.borrow_mut();
         let ns = if resource.namespaced { namespace } else { "" };
-        let Some(old) = st.objects[index(resource)].get(&(ns.to_string(), name.to_string())).cloned() else {
-            return Err(StoreError::NotFound { resource, name: name.to_string() });
+        let Some(old) = st.objects[index(resource)]
+            .get(&(ns.to_string(), name.to_string()))
+            .cloned()
+        else {
+            return Err(StoreError::NotFound {
+                resource,
+                name: name.to_string(),
+            });
         };
         if uid.is_some_and(|u| u != old.uid) {
-            return Err(StoreError::Conflict { resource, name: name.to_string() });
+            return Err(StoreError::Conflict {
+                resource,
+                name: name.to_string(),
+            });
         }
         let rv = st.rv + 1;
         let mut last = old.value();
@@ -389,21 +466,35 @@ impl Store {
         grace: Option<i64>,
     ) -> Result<Deletion, StoreError> {
         let Some(old) = self.get(resource, namespace, name) else {
-            return Err(StoreError::NotFound { resource, name: name.to_string() });
+            return Err(StoreError::NotFound {
+                resource,
+                name: name.to_string(),
+            });
         };
         let mut v = old.value();
         let is_pod = std::ptr::eq(resource, model::res("Pod"));
-        let bound = is_pod && v.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+        let bound = is_pod
+            && v.pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .is_some_and(|n| !n.is_empty());
         let grace = grace
-            .or_else(|| v.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+            .or_else(|| {
+                v.pointer("/spec/terminationGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+            })
             .unwrap_or(if is_pod { 30 } else { 0 })
             .max(0);
         let waits = !finalizers(&v).is_empty() || (bound && grace > 0);
         if !waits {
-            return self.delete(resource, namespace, name, None).map(Deletion::Gone);
+            return self
+                .delete(resource, namespace, name, None)
+                .map(Deletion::Gone);
         }
         let m = model::meta_mut(&mut v);
-        let shorter = m.get("deletionGracePeriodSeconds").and_then(Value::as_i64).is_none_or(|g| grace < g);
+        let shorter = m
+            .get("deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .is_none_or(|g| grace < g);
         if m.contains_key("deletionTimestamp") && !shorter {
             return Ok(Deletion::Pending(old));
         }
@@ -413,7 +504,13 @@ impl Store {
         let mut st = self.state.borrow_mut();
         let rv = st.rv + 1;
         model::meta_mut(&mut v).insert("resourceVersion".into(), rv.to_string().into());
-        Ok(Deletion::Pending(st.commit_put(resource, v, rv, Some(old), self)))
+        Ok(Deletion::Pending(st.commit_put(
+            resource,
+            v,
+            rv,
+            Some(old),
+            self,
+        )))
     }
 
     /// Registers a watch on one resource (one namespace or all) for every
@@ -436,7 +533,10 @@ impl Store {
     ) -> Result<smol::channel::Receiver<WatchEvent>, StoreError> {
         let mut st = self.state.borrow_mut();
         if since < st.compacted {
-            return Err(StoreError::Gone { requested: since, oldest: st.compacted });
+            return Err(StoreError::Gone {
+                requested: since,
+                oldest: st.compacted,
+            });
         }
         let (tx, rx) = smol::channel::bounded(WATCH_QUEUE);
         let w = Watcher {
@@ -475,7 +575,11 @@ impl Store {
         while self.dirty_rx.recv().await.is_ok() {
             let (ops, events, last_rv) = {
                 let mut st = self.state.borrow_mut();
-                (std::mem::take(&mut st.pending_ops), std::mem::take(&mut st.pending_events), st.rv)
+                (
+                    std::mem::take(&mut st.pending_ops),
+                    std::mem::take(&mut st.pending_events),
+                    st.rv,
+                )
             };
             if ops.is_empty() {
                 continue;
@@ -488,7 +592,9 @@ impl Store {
                 match self.writer.commit(batch).await {
                     Ok(rv) => break rv,
                     Err((back, e)) => {
-                        log::error!("committing to the state database failed, retrying in {backoff:?}: {e}");
+                        log::error!(
+                            "committing to the state database failed, retrying in {backoff:?}: {e}"
+                        );
                         smol::Timer::after(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(10));
                         batch = back;
@@ -505,7 +611,11 @@ impl Store {
 impl Watcher {
     fn wants(&self, ev: &WatchEvent) -> bool {
         self.resources.contains(&ev.object.resource)
-            && (!ev.object.resource.namespaced || self.namespace.as_ref().is_none_or(|ns| *ns == ev.object.namespace))
+            && (!ev.object.resource.namespaced
+                || self
+                    .namespace
+                    .as_ref()
+                    .is_none_or(|ns| *ns == ev.object.namespace))
     }
 }
 
@@ -518,10 +628,13 @@ impl State {
         prev: Option<Arc<Object>>,
         store: &Store,
     ) -> Arc<Object> {
-        let raw: Arc<str> = serde_json::to_string(&value).expect("JSON values serialize").into();
+        let raw: Arc<str> = serde_json::to_string(&value)
+            .expect("JSON values serialize")
+            .into();
         let obj = Arc::new(Object::new(resource, &value, raw.clone()));
         self.rv = rv;
-        self.objects[index(resource)].insert((obj.namespace.clone(), obj.name.clone()), obj.clone());
+        self.objects[index(resource)]
+            .insert((obj.namespace.clone(), obj.name.clone()), obj.clone());
         self.pending_ops.push(disk::Op::Put {
             resource: resource.key(),
             namespace: obj.namespace.clone(),
@@ -530,8 +643,16 @@ impl State {
             rv,
             body: raw,
         });
-        let kind = if prev.is_some() { EventType::Modified } else { EventType::Added };
-        self.pending_events.push(WatchEvent { kind, object: obj.clone(), prev });
+        let kind = if prev.is_some() {
+            EventType::Modified
+        } else {
+            EventType::Added
+        };
+        self.pending_events.push(WatchEvent {
+            kind,
+            object: obj.clone(),
+            prev,
+        });
         let _ = store.dirty_tx.try_send(());
         obj
     }
@@ -552,9 +673,15 @@ impl State {
             name: old.name.clone(),
         });
         let last = last.unwrap_or_else(|| old.value());
-        let raw: Arc<str> = serde_json::to_string(&last).expect("JSON values serialize").into();
+        let raw: Arc<str> = serde_json::to_string(&last)
+            .expect("JSON values serialize")
+            .into();
         let obj = Arc::new(Object::new(resource, &last, raw));
-        self.pending_events.push(WatchEvent { kind: EventType::Deleted, object: obj.clone(), prev: Some(old.clone()) });
+        self.pending_events.push(WatchEvent {
+            kind: EventType::Deleted,
+            object: obj.clone(),
+            prev: Some(old.clone()),
+        });
         let _ = store.dirty_tx.try_send(());
         obj
     }
@@ -613,13 +740,18 @@ pub fn is_deleting(value: &Value) -> bool {
 /// for a Namespace also spec.finalizers (emptied by the namespace controller).
 pub fn finalizers(value: &Value) -> Vec<&str> {
     fn list(v: Option<&Value>) -> impl Iterator<Item = &str> {
-        v.and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str)
+        v.and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
     }
     let spec = match value.get("kind").and_then(Value::as_str) {
         Some("Namespace") => value.pointer("/spec/finalizers"),
         _ => None,
     };
-    list(model::meta(value).and_then(|m| m.get("finalizers"))).chain(list(spec)).collect()
+    list(model::meta(value).and_then(|m| m.get("finalizers")))
+        .chain(list(spec))
+        .collect()
 }
 
 #[cfg(test)]
@@ -656,15 +788,25 @@ mod tests {
         assert_eq!(v["kind"], "ConfigMap");
         assert_eq!(v["metadata"]["generation"], 1);
         assert_eq!(v["metadata"]["resourceVersion"], "1");
-        assert!(matches!(store.create(res("ConfigMap"), cm("a", "2")), Err(StoreError::AlreadyExists { .. })));
+        assert!(matches!(
+            store.create(res("ConfigMap"), cm("a", "2")),
+            Err(StoreError::AlreadyExists { .. })
+        ));
         let b = store.update(res("ConfigMap"), cm("a", "2")).unwrap();
         assert_eq!((b.rv, b.uid.as_str()), (2, a.uid.as_str()));
-        assert_eq!(b.value()["metadata"]["generation"], 2, "data is outside metadata and status");
+        assert_eq!(
+            b.value()["metadata"]["generation"],
+            2,
+            "data is outside metadata and status"
+        );
         flush(&store);
         drop(store);
         let again = Store::open(&dir).unwrap();
         assert_eq!(again.resource_version(), 2);
-        assert_eq!(again.get(res("ConfigMap"), "default", "a").unwrap().value()["data"]["k"], "2");
+        assert_eq!(
+            again.get(res("ConfigMap"), "default", "a").unwrap().value()["data"]["k"],
+            "2"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -674,7 +816,10 @@ mod tests {
         store.create(res("ConfigMap"), cm("a", "1")).unwrap();
         let mut stale = cm("a", "x");
         stale["metadata"]["resourceVersion"] = "7".into();
-        assert!(matches!(store.update(res("ConfigMap"), stale), Err(StoreError::Conflict { .. })));
+        assert!(matches!(
+            store.update(res("ConfigMap"), stale),
+            Err(StoreError::Conflict { .. })
+        ));
         let same = store.update(res("ConfigMap"), cm("a", "1")).unwrap();
         assert_eq!((same.rv, store.resource_version()), (1, 1));
         std::fs::remove_dir_all(&dir).unwrap();
@@ -686,8 +831,12 @@ mod tests {
         let mut v = cm("a", "1");
         v["metadata"]["finalizers"] = json!(["example.com/wait"]);
         store.create(res("ConfigMap"), v).unwrap();
-        let d = store.delete_gracefully(res("ConfigMap"), "default", "a", None).unwrap();
-        let Deletion::Pending(marked) = d else { panic!("a finalizer must hold the object") };
+        let d = store
+            .delete_gracefully(res("ConfigMap"), "default", "a", None)
+            .unwrap();
+        let Deletion::Pending(marked) = d else {
+            panic!("a finalizer must hold the object")
+        };
         let mut v = marked.value();
         assert!(is_deleting(&v));
         v["metadata"]["finalizers"] = json!([]);
@@ -699,15 +848,23 @@ mod tests {
     #[test]
     fn unbound_pods_go_at_once_bound_pods_wait_for_their_kubelet() {
         let (store, dir) = temp_store("pods");
-        let pod = |name: &str, node: &str| {
-            json!({"metadata": {"name": name, "namespace": "default"}, "spec": {"nodeName": node, "containers": [{"name": "c", "image": "x"}]}})
-        };
+        let pod = |name: &str, node: &str| json!({"metadata": {"name": name, "namespace": "default"}, "spec": {"nodeName": node, "containers": [{"name": "c", "image": "x"}]}});
         store.create(res("Pod"), pod("free", "")).unwrap();
         store.create(res("Pod"), pod("bound", "board")).unwrap();
-        assert!(matches!(store.delete_gracefully(res("Pod"), "default", "free", None), Ok(Deletion::Gone(_))));
-        let Ok(Deletion::Pending(p)) = store.delete_gracefully(res("Pod"), "default", "bound", None) else { panic!() };
+        assert!(matches!(
+            store.delete_gracefully(res("Pod"), "default", "free", None),
+            Ok(Deletion::Gone(_))
+        ));
+        let Ok(Deletion::Pending(p)) =
+            store.delete_gracefully(res("Pod"), "default", "bound", None)
+        else {
+            panic!()
+        };
         assert_eq!(p.value()["metadata"]["deletionGracePeriodSeconds"], 30);
-        assert!(matches!(store.delete_gracefully(res("Pod"), "default", "bound", Some(0)), Ok(Deletion::Gone(_))));
+        assert!(matches!(
+            store.delete_gracefully(res("Pod"), "default", "bound", Some(0)),
+            Ok(Deletion::Gone(_))
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -717,17 +874,37 @@ mod tests {
         let w = store.watch(res("ConfigMap"), Some("default"), 0).unwrap();
         store.create(res("ConfigMap"), cm("a", "1")).unwrap();
         store.update(res("ConfigMap"), cm("a", "2")).unwrap();
-        store.delete(res("ConfigMap"), "default", "a", None).unwrap();
-        assert!(w.try_recv().is_err(), "nothing is published before it is durable");
+        store
+            .delete(res("ConfigMap"), "default", "a", None)
+            .unwrap();
+        assert!(
+            w.try_recv().is_err(),
+            "nothing is published before it is durable"
+        );
         flush(&store);
-        let kinds: Vec<_> = std::iter::from_fn(|| w.try_recv().ok()).map(|e| (e.kind, e.object.rv)).collect();
-        assert_eq!(kinds, [(EventType::Added, 1), (EventType::Modified, 2), (EventType::Deleted, 3)]);
+        let kinds: Vec<_> = std::iter::from_fn(|| w.try_recv().ok())
+            .map(|e| (e.kind, e.object.rv))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (EventType::Added, 1),
+                (EventType::Modified, 2),
+                (EventType::Deleted, 3)
+            ]
+        );
         // A watch from rv 1 replays what came after it.
         let w2 = store.watch(res("ConfigMap"), None, 1).unwrap();
         assert_eq!(w2.try_recv().unwrap().object.rv, 2);
         drop(store);
         let again = Store::open(&dir).unwrap();
-        assert!(matches!(again.watch(res("ConfigMap"), None, 1), Err(StoreError::Gone { requested: 1, oldest: 3 })));
+        assert!(matches!(
+            again.watch(res("ConfigMap"), None, 1),
+            Err(StoreError::Gone {
+                requested: 1,
+                oldest: 3
+            })
+        ));
         assert!(again.watch(res("ConfigMap"), None, 3).is_ok());
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -28,7 +28,10 @@ fn bad_requests_get_the_right_status_and_nothing_breaks() {
     let mut unknown = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "strict"},
         "spec": {"containers": [{"name": "c", "image": "busybox", "imagePullPolcy": "Always"}]}});
     let unknown_body = unknown.to_string().into_bytes();
-    unknown["spec"]["containers"][0].as_object_mut().unwrap().remove("imagePullPolcy");
+    unknown["spec"]["containers"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("imagePullPolcy");
     let cases: Vec<(&str, String, Option<&str>, Vec<u8>, u16, &str)> = vec![
         ("POST", PODS.into(), Some("application/json"), b"{not json".to_vec(), 400, "BadRequest"),
         ("POST", PODS.into(), Some("application/yaml"), b"a: [1, 2".to_vec(), 400, "BadRequest"),
@@ -58,18 +61,43 @@ fn bad_requests_get_the_right_status_and_nothing_breaks() {
         assert_eq!(v["kind"], "Status", "{method} {path}: {v}");
         assert_eq!(v["reason"], reason, "{method} {path}: {v}");
         assert_eq!(v["code"], want);
-        assert!(!v["message"].as_str().unwrap_or("").is_empty(), "{method} {path}: no message");
+        assert!(
+            !v["message"].as_str().unwrap_or("").is_empty(),
+            "{method} {path}: no message"
+        );
     }
     // The message names the bad field.
     let (_, v) = s.request("POST", PODS, Some("application/json"), &pod("Bad_Name"));
-    assert!(v["message"].as_str().unwrap().contains("metadata.name: Invalid value: \"Bad_Name\""), "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("metadata.name: Invalid value: \"Bad_Name\""),
+        "{v}"
+    );
     let (_, v) = s.request("POST", &format!("{PODS}?fieldValidation=Strict"), Some("application/json"), &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "strict"}, "spec": {"containers": [{"name": "c", "image": "busybox", "imagePullPolcy": "Always"}]}}).to_string().into_bytes());
-    assert!(v["message"].as_str().unwrap().contains("unknown field \"spec.containers[0].imagePullPolcy\""), "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field \"spec.containers[0].imagePullPolcy\""),
+        "{v}"
+    );
     // Still serving, nothing lost or half-written.
     let list = s.get_json(PODS);
-    let names: Vec<&str> = list["items"].as_array().unwrap().iter().map(|p| p["metadata"]["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["keep"]);
-    let (code, _) = s.request("POST", PODS, Some("application/json"), &unknown.to_string().into_bytes());
+    let (code, _) = s.request(
+        "POST",
+        PODS,
+        Some("application/json"),
+        &unknown.to_string().into_bytes(),
+    );
     assert_eq!(code, 201);
 }
 
@@ -90,8 +118,14 @@ fn requests_without_the_token_are_refused() {
     assert_eq!((code, text.as_str()), (200, "ok"));
     // The kubeconfig from `bramble kubeconfig` works as is.
     let out = s.kubectl(&["get", "pods"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("No resources found in default namespace."));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("No resources found in default namespace.")
+    );
 }
 
 const CONFIGMAPS: &str = "/api/v1/namespaces/default/configmaps";
@@ -108,22 +142,41 @@ fn everything_survives_kill_9_and_watches_resume() {
     // ConfigMaps: objects no loop on the server changes by itself.
     let mut s = Server::start();
     for i in 0..20 {
-        let (code, _) = s.request("POST", CONFIGMAPS, Some("application/json"), &configmap(&format!("c{i}")));
+        let (code, _) = s.request(
+            "POST",
+            CONFIGMAPS,
+            Some("application/json"),
+            &configmap(&format!("c{i}")),
+        );
         assert_eq!(code, 201);
     }
     let (code, _) = s.request("DELETE", &format!("{CONFIGMAPS}/c3"), None, b"");
     assert_eq!(code, 200);
     let before = s.get_json(CONFIGMAPS);
-    let rv: u64 = before["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    let rv: u64 = before["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     s.kill9();
     let port = s.port;
     s.spawn(&[]);
     assert_eq!(s.port, port);
     let after = s.get_json(CONFIGMAPS);
-    assert_eq!(after["items"], before["items"], "every object and resourceVersion survives kill -9");
+    assert_eq!(
+        after["items"], before["items"],
+        "every object and resourceVersion survives kill -9"
+    );
     assert_eq!(after["items"].as_array().unwrap().len(), 19);
-    let after_rv: u64 = after["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
-    assert!(after_rv >= rv, "resourceVersion never goes back ({after_rv} < {rv})");
+    let after_rv: u64 = after["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        after_rv >= rv,
+        "resourceVersion never goes back ({after_rv} < {rv})"
+    );
     let rv = after_rv.to_string();
 
     // A watch from the last resourceVersion resumes and sees new writes.
@@ -131,24 +184,49 @@ fn everything_survives_kill_9_and_watches_resume() {
         .args(["-sN", "--cacert"])
         .arg(s.data_dir().join("tls/ca.crt"))
         .args(["-H", &format!("Authorization: Bearer {}", s.token)])
-        .arg(format!("{}{CONFIGMAPS}?watch=true&resourceVersion={rv}", s.url()))
+        .arg(format!(
+            "{}{CONFIGMAPS}?watch=true&resourceVersion={rv}",
+            s.url()
+        ))
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
-    let (code, created) = s.request("POST", CONFIGMAPS, Some("application/json"), &configmap("after-restart"));
+    let (code, created) = s.request(
+        "POST",
+        CONFIGMAPS,
+        Some("application/json"),
+        &configmap("after-restart"),
+    );
     assert_eq!(code, 201);
     let ev: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
     assert_eq!(ev["type"], "ADDED");
     assert_eq!(ev["object"]["metadata"]["name"], "after-restart");
-    assert!(ev["object"]["metadata"]["resourceVersion"].as_str().unwrap().parse::<u64>().unwrap() > rv.parse().unwrap());
+    assert!(
+        ev["object"]["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            > rv.parse().unwrap()
+    );
     assert_eq!(ev["object"]["metadata"]["uid"], created["metadata"]["uid"]);
     let _ = watch.kill();
     let _ = watch.wait();
     // A resourceVersion from before the restart's log is too old: 410 Gone.
-    let (code, v) = s.request("GET", &format!("{CONFIGMAPS}?watch=true&resourceVersion=2"), None, b"");
+    let (code, v) = s.request(
+        "GET",
+        &format!("{CONFIGMAPS}?watch=true&resourceVersion=2"),
+        None,
+        b"",
+    );
     assert_eq!(code, 410, "{v}");
-    assert!(v["message"].as_str().unwrap().starts_with("too old resource version"));
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("too old resource version")
+    );
 
     // SIGTERM ends open watches and exits cleanly.
     assert_eq!(s.terminate(), Some(0));
@@ -165,7 +243,10 @@ fn a_second_server_on_the_same_data_dir_is_refused() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("another bramble is already using this data directory"), "{err}");
+    assert!(
+        err.contains("another bramble is already using this data directory"),
+        "{err}"
+    );
     assert!(err.contains(&format!("process {}", s.pid())), "{err}");
 }
 
@@ -174,9 +255,16 @@ fn python_client_lists_creates_watches_and_deletes() {
     if missing("python3") {
         return;
     }
-    let have = Command::new("python3").args(["-c", "import kubernetes"]).status().is_ok_and(|s| s.success());
+    let have = Command::new("python3")
+        .args(["-c", "import kubernetes"])
+        .status()
+        .is_ok_and(|s| s.success());
     if !have {
-        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "the Python kubernetes client is required in CI");
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "the Python kubernetes client is required in CI"
+        );
         eprintln!("skipping: python kubernetes client not installed");
         return;
     }
@@ -205,7 +293,17 @@ assert ("DELETED", "py") in seen, seen
 assert [p.metadata.name for p in v1.list_namespaced_pod("default").items] == []
 print("ok")
 "#;
-    let out = Command::new("python3").arg("-c").arg(script).arg(&s.kubeconfig).output().unwrap();
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&s.kubeconfig)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
 }

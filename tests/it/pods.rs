@@ -21,7 +21,11 @@ fn server_with_busybox() -> Option<(Server, String)> {
         .arg(s.data_dir())
         .output()
         .unwrap();
-    assert!(out.status.success(), "image import: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "image import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Some((s, fx.reference.clone()))
 }
 
@@ -39,10 +43,19 @@ fn wait_phase(s: &Server, name: &str, phase: &str, secs: u64) -> Value {
 
 #[test]
 fn kubectl_run_serves_logs_and_execs() {
-    let Some((s, image)) = server_with_busybox() else { return };
+    let Some((s, image)) = server_with_busybox() else {
+        return;
+    };
     let out = s.kubectl_ok(&[
-        "run", "kubia", &format!("--image={image}"), "--port=8080", "--command", "--",
-        "sh", "-c", "echo started on $(hostname); exec httpd -f -p 8080",
+        "run",
+        "kubia",
+        &format!("--image={image}"),
+        "--port=8080",
+        "--command",
+        "--",
+        "sh",
+        "-c",
+        "echo started on $(hostname); exec httpd -f -p 8080",
     ]);
     assert_eq!(out.trim(), "pod/kubia created");
     wait_phase(&s, "kubia", "Running", 30);
@@ -50,18 +63,42 @@ fn kubectl_run_serves_logs_and_execs() {
     let row: Vec<&str> = get.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(&row[..4], ["kubia", "1/1", "Running", "0"], "{get}");
     let d = s.kubectl_ok(&["describe", "pod", "kubia"]);
-    assert!(d.contains("Started container kubia") && d.contains("Successfully assigned default/kubia to test-node"), "{d}");
+    assert!(
+        d.contains("Started container kubia")
+            && d.contains("Successfully assigned default/kubia to test-node"),
+        "{d}"
+    );
     let logs = wait_for(10, "the container's output in kubectl logs", || {
         let l = s.kubectl_ok(&["logs", "kubia"]);
         (!l.is_empty()).then_some(l)
     });
     assert_eq!(logs, "started on kubia\n");
-    assert_eq!(s.kubectl_ok(&["exec", "kubia", "--", "hostname"]), "kubia\n");
+    assert_eq!(
+        s.kubectl_ok(&["exec", "kubia", "--", "hostname"]),
+        "kubia\n"
+    );
     // The web server answers on the pod's own localhost.
-    let page = s.kubectl(&["exec", "kubia", "--", "wget", "-qO-", "http://127.0.0.1:8080/"]);
-    assert!(String::from_utf8_lossy(&page.stderr).contains("404 Not Found"), "httpd answered: {page:?}");
+    let page = s.kubectl(&[
+        "exec",
+        "kubia",
+        "--",
+        "wget",
+        "-qO-",
+        "http://127.0.0.1:8080/",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&page.stderr).contains("404 Not Found"),
+        "httpd answered: {page:?}"
+    );
     // The exit code of the command comes back.
-    let failed = s.kubectl(&["exec", "kubia", "--", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    let failed = s.kubectl(&[
+        "exec",
+        "kubia",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
     assert_eq!(failed.status.code(), Some(3));
     assert_eq!(String::from_utf8_lossy(&failed.stdout), "out\n");
     assert!(String::from_utf8_lossy(&failed.stderr).starts_with("err\n"));
@@ -69,7 +106,9 @@ fn kubectl_run_serves_logs_and_execs() {
 
 #[test]
 fn containers_of_a_pod_share_hostname_localhost_and_volumes() {
-    let Some((s, image)) = server_with_busybox() else { return };
+    let Some((s, image)) = server_with_busybox() else {
+        return;
+    };
     let manifest = format!(
         "apiVersion: v1
 kind: Pod
@@ -89,19 +128,49 @@ spec:
     );
     s.apply(&manifest);
     wait_phase(&s, "pair", "Running", 30);
-    assert_eq!(s.kubectl_ok(&["exec", "pair", "-c", "web", "--", "hostname"]), "pair\n");
-    assert_eq!(s.kubectl_ok(&["exec", "pair", "-c", "client", "--", "hostname"]), "pair\n");
+    assert_eq!(
+        s.kubectl_ok(&["exec", "pair", "-c", "web", "--", "hostname"]),
+        "pair\n"
+    );
+    assert_eq!(
+        s.kubectl_ok(&["exec", "pair", "-c", "client", "--", "hostname"]),
+        "pair\n"
+    );
     let page = wait_for(10, "web answering on localhost", || {
-        let o = s.kubectl(&["exec", "pair", "-c", "client", "--", "wget", "-qO-", "http://127.0.0.1:8080/index.html"]);
-        o.status.success().then(|| String::from_utf8_lossy(&o.stdout).to_string())
+        let o = s.kubectl(&[
+            "exec",
+            "pair",
+            "-c",
+            "client",
+            "--",
+            "wget",
+            "-qO-",
+            "http://127.0.0.1:8080/index.html",
+        ]);
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).to_string())
     });
     assert_eq!(page, "hello-from-web\n");
-    assert_eq!(s.kubectl_ok(&["exec", "pair", "-c", "client", "--", "cat", "/data/index.html"]), "hello-from-web\n");
+    assert_eq!(
+        s.kubectl_ok(&[
+            "exec",
+            "pair",
+            "-c",
+            "client",
+            "--",
+            "cat",
+            "/data/index.html"
+        ]),
+        "hello-from-web\n"
+    );
 }
 
 #[test]
 fn restart_policies_are_honoured() {
-    let Some((s, image)) = server_with_busybox() else { return };
+    let Some((s, image)) = server_with_busybox() else {
+        return;
+    };
     let pod = |name: &str, policy: &str, script: &str| {
         format!(
             "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  restartPolicy: {policy}\n  containers:\n  - name: c\n    image: {image}\n    command: [sh, -c, '{script}']\n"
@@ -112,8 +181,14 @@ fn restart_policies_are_honoured() {
     s.apply(&pod("never", "Never", "exit 3"));
     wait_phase(&s, "onfailure", "Succeeded", 30);
     let never = wait_phase(&s, "never", "Failed", 30);
-    assert_eq!(never["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"], 3);
-    assert_eq!(never["status"]["containerStatuses"][0]["state"]["terminated"]["reason"], "Error");
+    assert_eq!(
+        never["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+        3
+    );
+    assert_eq!(
+        never["status"]["containerStatuses"][0]["state"]["terminated"]["reason"],
+        "Error"
+    );
     // Always: restarted, then held in back-off.
     let crash = wait_for(40, "CrashLoopBackOff", || {
         let p = pod_json(&s, "always");
@@ -128,7 +203,9 @@ fn restart_policies_are_honoured() {
 
 #[test]
 fn a_container_over_its_memory_limit_is_oomkilled() {
-    let Some((s, image)) = server_with_busybox() else { return };
+    let Some((s, image)) = server_with_busybox() else {
+        return;
+    };
     s.apply(&format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: hog}}\nspec:\n  restartPolicy: Never\n  containers:\n  - name: c\n    image: {image}\n    resources: {{limits: {{memory: 32Mi}}}}\n    command: [sh, -c, 'x=a; while true; do x=$x$x; done']\n"
     ));
@@ -148,7 +225,12 @@ fn leftovers(s: &Server) -> Vec<String> {
         .filter(|l| l.contains(&data))
         .map(str::to_string)
         .collect();
-    for dir in ["runtime/containers", "runtime/sandboxes", "runtime/state", "pods"] {
+    for dir in [
+        "runtime/containers",
+        "runtime/sandboxes",
+        "runtime/state",
+        "pods",
+    ] {
         if let Ok(entries) = std::fs::read_dir(s.data_dir().join(dir)) {
             found.extend(entries.flatten().map(|e| e.path().display().to_string()));
         }
@@ -168,7 +250,9 @@ fn pod_cgroups(uid: &str) -> Vec<String> {
 
 #[test]
 fn graceful_delete_sends_sigterm_first_and_leaves_nothing() {
-    let Some((s, image)) = server_with_busybox() else { return };
+    let Some((s, image)) = server_with_busybox() else {
+        return;
+    };
     let marks = crate::support::TempDir::new("term-marks");
     let mark = marks.0.display();
     s.apply(&format!(
@@ -187,10 +271,20 @@ spec:
     ));
     let p = wait_phase(&s, "polite", "Running", 30);
     let uid = p["metadata"]["uid"].as_str().unwrap().to_string();
-    assert!(!pod_cgroups(&uid).is_empty(), "the pod has cgroups while it runs");
+    assert!(
+        !pod_cgroups(&uid).is_empty(),
+        "the pod has cgroups while it runs"
+    );
     let out = s.kubectl(&["delete", "pod", "polite"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(std::fs::read_to_string(marks.0.join("mark")).unwrap(), "got-TERM\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(marks.0.join("mark")).unwrap(),
+        "got-TERM\n"
+    );
     assert!(!s.kubectl(&["get", "pod", "polite"]).status.success());
     assert_eq!(leftovers(&s), Vec::<String>::new());
     assert_eq!(pod_cgroups(&uid), Vec::<String>::new());
@@ -198,7 +292,9 @@ spec:
 
 #[test]
 fn kill_9_of_the_daemon_restarts_no_container() {
-    let Some((mut s, image)) = server_with_busybox() else { return };
+    let Some((mut s, image)) = server_with_busybox() else {
+        return;
+    };
     let names: Vec<String> = (0..5).map(|i| format!("steady-{i}")).collect();
     for n in &names {
         s.apply(&format!(
@@ -206,7 +302,13 @@ fn kill_9_of_the_daemon_restarts_no_container() {
         ));
     }
     // The start time of each container's PID 1 identifies the process.
-    let start = |s: &Server, n: &str| s.kubectl_ok(&["exec", n, "--", "cat", "/proc/1/stat"]).split_whitespace().nth(21).unwrap().to_string();
+    let start = |s: &Server, n: &str| {
+        s.kubectl_ok(&["exec", n, "--", "cat", "/proc/1/stat"])
+            .split_whitespace()
+            .nth(21)
+            .unwrap()
+            .to_string()
+    };
     let before: Vec<String> = names
         .iter()
         .map(|n| {
@@ -218,26 +320,47 @@ fn kill_9_of_the_daemon_restarts_no_container() {
     s.spawn(&[]);
     for (n, b) in names.iter().zip(&before) {
         let p = wait_phase(&s, n, "Running", 10);
-        assert_eq!(p["status"]["containerStatuses"][0]["restartCount"], 0, "{n}");
-        assert_eq!(&start(&s, n), b, "{n} is the same process after the daemon restart");
+        assert_eq!(
+            p["status"]["containerStatuses"][0]["restartCount"], 0,
+            "{n}"
+        );
+        assert_eq!(
+            &start(&s, n),
+            b,
+            "{n} is the same process after the daemon restart"
+        );
     }
     // Supervised again: a container killed from outside comes back.
-    let uid = pod_json(&s, "steady-0")["metadata"]["uid"].as_str().unwrap().to_string();
+    let uid = pod_json(&s, "steady-0")["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let meta: Value = serde_json::from_str(
-        &std::fs::read_to_string(s.data_dir().join(format!("runtime/containers/{uid}-c-0/meta.json"))).unwrap(),
+        &std::fs::read_to_string(
+            s.data_dir()
+                .join(format!("runtime/containers/{uid}-c-0/meta.json")),
+        )
+        .unwrap(),
     )
     .unwrap();
     crate::support::unsafe_kill(meta["pid"].as_u64().unwrap() as u32, "KILL");
     let p = wait_for(30, "steady-0 restarted", || {
         let p = pod_json(&s, "steady-0");
-        (p["status"]["containerStatuses"][0]["restartCount"] == 1 && p["status"]["phase"] == "Running").then_some(p)
+        (p["status"]["containerStatuses"][0]["restartCount"] == 1
+            && p["status"]["phase"] == "Running")
+            .then_some(p)
     });
-    assert_eq!(p["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"], 137);
+    assert_eq!(
+        p["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"],
+        137
+    );
 }
 
 #[test]
 fn logs_honour_tail_timestamps_and_previous() {
-    let Some((s, image)) = server_with_busybox() else { return };
+    let Some((s, image)) = server_with_busybox() else {
+        return;
+    };
     s.apply(&format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: chatty}}\nspec:\n  containers:\n  - name: c\n    image: {image}\n    command: [sh, -c, 'echo one; echo two; echo three; echo oops >&2; sleep 2; exit 1']\n"
     ));
@@ -251,13 +374,26 @@ fn logs_honour_tail_timestamps_and_previous() {
     let previous = s.kubectl_ok(&["logs", "chatty", "--previous"]);
     let stdout: Vec<&str> = previous.lines().filter(|l| *l != "oops").collect();
     assert_eq!(stdout, ["one", "two", "three"]);
-    assert!(previous.lines().any(|l| l == "oops"), "stderr is in the log: {previous}");
+    assert!(
+        previous.lines().any(|l| l == "oops"),
+        "stderr is in the log: {previous}"
+    );
     let tail = wait_for(10, "the current container's output", || {
         let t = s.kubectl_ok(&["logs", "chatty", "--tail=4"]);
         (t.lines().count() == 4).then_some(t)
     });
-    assert_eq!(s.kubectl_ok(&["logs", "chatty", "--tail=1"]).lines().count(), 1);
-    assert!(tail.lines().filter(|l| *l != "oops").eq(["one", "two", "three"]), "{tail}");
+    assert_eq!(
+        s.kubectl_ok(&["logs", "chatty", "--tail=1"])
+            .lines()
+            .count(),
+        1
+    );
+    assert!(
+        tail.lines()
+            .filter(|l| *l != "oops")
+            .eq(["one", "two", "three"]),
+        "{tail}"
+    );
     let stamped = s.kubectl_ok(&["logs", "chatty", "--timestamps"]);
     for line in stamped.lines() {
         let (ts, _) = line.split_once(' ').unwrap();

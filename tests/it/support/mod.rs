@@ -31,7 +31,11 @@ pub fn missing(tool: &str) -> bool {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A fresh directory under the target dir, removed on drop.
@@ -40,8 +44,11 @@ pub struct TempDir(pub PathBuf);
 impl TempDir {
     pub fn new(name: &str) -> TempDir {
         static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("{name}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "{name}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
@@ -90,9 +97,16 @@ impl Server {
             .args(["--server", &s.url()])
             .output()
             .unwrap();
-        assert!(kc.status.success(), "bramble kubeconfig: {}", String::from_utf8_lossy(&kc.stderr));
+        assert!(
+            kc.status.success(),
+            "bramble kubeconfig: {}",
+            String::from_utf8_lossy(&kc.stderr)
+        );
         std::fs::write(&s.kubeconfig, &kc.stdout).unwrap();
-        s.token = std::fs::read_to_string(s.data_dir().join("tls/token")).unwrap().trim().to_string();
+        s.token = std::fs::read_to_string(s.data_dir().join("tls/token"))
+            .unwrap()
+            .trim()
+            .to_string();
         s
     }
 
@@ -106,11 +120,20 @@ impl Server {
 
     /// Starts the daemon and waits until /readyz answers.
     pub fn spawn(&mut self, extra: &[&str]) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.0.join("server.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.0.join("server.log"))
+            .unwrap();
         let child = Command::new(bramble())
             .args(["server", "--data-dir"])
             .arg(self.data_dir())
-            .args(["--listen", &format!("127.0.0.1:{}", self.port), "--node-name", "test-node"])
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{}", self.port),
+                "--node-name",
+                "test-node",
+            ])
             .args(extra)
             .env("RUST_LOG", "info,bramble=debug")
             .stdout(log.try_clone().unwrap())
@@ -124,9 +147,16 @@ impl Server {
                 return;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("bramble server exited with {status} during start:\n{}", self.log());
+                panic!(
+                    "bramble server exited with {status} during start:\n{}",
+                    self.log()
+                );
             }
-            assert!(Instant::now() < deadline, "bramble server did not become ready:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "bramble server did not become ready:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -165,7 +195,11 @@ impl Server {
             if let Some(s) = c.try_wait().unwrap() {
                 return s.code();
             }
-            assert!(Instant::now() < deadline, "server did not stop on SIGTERM:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "server did not stop on SIGTERM:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -206,22 +240,46 @@ impl Server {
     #[track_caller]
     pub fn apply(&self, manifest: &str) -> String {
         let out = self.kubectl_stdin(&["apply", "-f", "-"], manifest);
-        assert!(out.status.success(), "kubectl apply failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "kubectl apply failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
     /// A raw HTTPS request with curl; returns the status code and the body
     /// parsed as JSON (Null when it is not JSON).
-    pub fn request(&self, method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> (u16, Value) {
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> (u16, Value) {
         self.request_as(Some(&self.token.clone()), method, path, content_type, body)
     }
 
-    pub fn request_as(&self, token: Option<&str>, method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> (u16, Value) {
+    pub fn request_as(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> (u16, Value) {
         let (code, text) = self.request_text(token, method, path, content_type, body);
         (code, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
-    pub fn request_text(&self, token: Option<&str>, method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> (u16, String) {
+    pub fn request_text(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> (u16, String) {
         let mut cmd = Command::new("curl");
         cmd.args(["-s", "-X", method, "--cacert"])
             .arg(self.data_dir().join("tls/ca.crt"))
@@ -235,7 +293,12 @@ impl Server {
         if !body.is_empty() {
             cmd.args(["--data-binary", "@-"]);
         }
-        let mut c = cmd.arg(format!("{}{path}", self.url())).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        let mut c = cmd
+            .arg(format!("{}{path}", self.url()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
         c.stdin.take().unwrap().write_all(body).unwrap();
         let out = c.wait_with_output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -287,7 +350,10 @@ pub fn reset_runtime(data_dir: &std::path::Path) {
         let cmdline = std::fs::read(proc_dir.path().join("cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline);
         if cmdline.contains("runtime-helper") && cmdline.contains(&data) {
-            unsafe_kill(proc_dir.file_name().to_string_lossy().parse().unwrap_or(0), "KILL");
+            unsafe_kill(
+                proc_dir.file_name().to_string_lossy().parse().unwrap_or(0),
+                "KILL",
+            );
         }
     }
     for cg in &cgroups {
@@ -332,7 +398,9 @@ pub fn unsafe_kill(pid: u32, signal: &str) {
     if pid == 0 {
         return;
     }
-    let _ = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status();
 }
 
 /// Polls `f` until it returns Some, or fails after `secs`.
@@ -343,7 +411,10 @@ pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {secs}s waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
