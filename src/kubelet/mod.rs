@@ -10,6 +10,7 @@ mod link;
 pub mod logs;
 mod node_status;
 mod plan;
+mod probes;
 mod status;
 mod volumes;
 
@@ -56,6 +57,8 @@ struct Container {
     not_before: Option<Instant>,
     started_at: Option<SystemTime>,
     image_id: String,
+    /// The probes of the running incarnation.
+    probes: Option<probes::Probes>,
 }
 
 impl Container {
@@ -73,6 +76,7 @@ impl Container {
             not_before: None,
             started_at: None,
             image_id: String::new(),
+            probes: None,
         }
     }
 
@@ -355,6 +359,7 @@ impl Kubelet {
         for p in pods.values_mut() {
             for c in p.containers.values_mut() {
                 if c.id.as_deref() == Some(id.as_str()) {
+                    c.probes = None;
                     c.state = terminated(exit_code, signal, oom_killed, c.started_at, finished_at);
                 }
             }
@@ -560,9 +565,28 @@ impl Kubelet {
                 .entry(name.clone())
                 .or_insert_with(Container::new);
             match &cont.state {
-                status::State::Running { .. } => (false, None),
-                status::State::Waiting { .. } if cont.id.is_none() => {
-                    (cont.not_before.is_none_or(|t| t <= now), cont.not_before)
+                status::State::Running { .. } => {
+                    if cont.probes.is_none() {
+                        match probes::Probes::new(c, now) {
+                            Ok(p) => cont.probes = Some(p),
+                            Err(e) => log::warn!(
+                                "pod {}/{} container {name}: {e}",
+                                pod.namespace,
+                                pod.name
+                            ),
+                        }
+                    }
+                    let due = match cont.probes.as_mut() {
+                        Some(p) => p.take_due(now),
+                        None => Vec::new(),
+                    };
+                    let next = cont.probes.as_ref().and_then(|p| p.due(now));
+                    let id = cont.id.clone().unwrap_or_default();
+                    drop(pods);
+                    for kind in due {
+                        self.spawn_probe(ex, pod, c, &id, kind);
+                    }
+                    return Ok(next);
                 }
                 status::State::Waiting { .. } => {
                     (cont.not_before.is_none_or(|t| t <= now), cont.not_before)
@@ -987,6 +1011,145 @@ impl Kubelet {
         creds
     }
 
+    /// Runs one probe off the loop; its result may restart the container
+    /// (liveness, startup) or change its readiness.
+    fn spawn_probe(
+        self: &Rc<Self>,
+        ex: &Rc<async_executor::LocalExecutor<'static>>,
+        pod: &Arc<Object>,
+        c: &Value,
+        id: &str,
+        kind: probes::Kind,
+    ) {
+        let name = c["name"].as_str().unwrap_or_default().to_string();
+        let spec = self
+            .pods
+            .borrow()
+            .get(&pod.uid)
+            .and_then(|p| p.containers.get(&name))
+            .and_then(|k| k.probes.as_ref())
+            .and_then(|p| p.spec(kind).cloned());
+        let Some(spec) = spec else { return };
+        let action = spec.action(c);
+        let netns = match pod
+            .value()
+            .pointer("/spec/hostNetwork")
+            .and_then(Value::as_bool)
+        {
+            Some(true) => PathBuf::from("/proc/self/ns/net"),
+            _ => self
+                .cfg
+                .data_dir
+                .join("runtime/sandboxes")
+                .join(&pod.uid)
+                .join("net"),
+        };
+        let (me, pod, id) = (self.clone(), pod.clone(), id.to_string());
+        ex.spawn(async move {
+            let outcome = match action {
+                Err(e) => probes::Outcome::Failure(e),
+                Ok(probes::Action::Exec(args)) => {
+                    me.exec_probe(&pod, &name, args, spec.timeout).await
+                }
+                Ok(action) => {
+                    smol::unblock(move || probes::run_network(&netns, &action, spec.timeout)).await
+                }
+            };
+            let transition = {
+                let mut pods = me.pods.borrow_mut();
+                let Some(cont) = pods
+                    .get_mut(&pod.uid)
+                    .and_then(|p| p.containers.get_mut(&name))
+                else {
+                    return;
+                };
+                // The container may have been restarted meanwhile.
+                if cont.id.as_deref() != Some(id.as_str()) {
+                    return;
+                }
+                let ok = matches!(outcome, probes::Outcome::Success);
+                cont.probes
+                    .as_mut()
+                    .map(|p| p.record(kind, ok, Instant::now()))
+            };
+            if let probes::Outcome::Failure(detail) = &outcome {
+                events::record(
+                    &me.store,
+                    &pod,
+                    Type::Warning,
+                    "Unhealthy",
+                    &kind.failure_message(detail),
+                    COMPONENT,
+                    &me.cfg.node_name,
+                );
+            }
+            if let Some(probes::Transition::Failed) = transition {
+                let msg = format!(
+                    "Container {name} failed {} probe, will be restarted",
+                    kind.to_string().to_lowercase()
+                );
+                events::record(
+                    &me.store,
+                    &pod,
+                    Type::Normal,
+                    "Killing",
+                    &msg,
+                    COMPONENT,
+                    &me.cfg.node_name,
+                );
+                if let Err(e) = me
+                    .link
+                    .kill(&id, nix::sys::signal::Signal::SIGKILL as i32)
+                    .await
+                {
+                    log::warn!("killing {id} after a failed {kind} probe: {e}");
+                }
+            }
+            me.poke();
+        })
+        .detach();
+    }
+
+    /// An exec probe: the command's exit code within the probe's timeout.
+    async fn exec_probe(
+        &self,
+        pod: &Object,
+        container: &str,
+        args: Vec<String>,
+        timeout: Duration,
+    ) -> probes::Outcome {
+        let (handle, exit) = match self.exec(pod, container, args).await {
+            Ok(x) => x,
+            Err(e) => return probes::Outcome::Failure(e),
+        };
+        let read = smol::unblock(move || {
+            let mut out = Vec::new();
+            let (mut o, mut e) = (handle.stdout, handle.stderr);
+            let _ = std::io::Read::read_to_end(&mut o, &mut out);
+            let _ = std::io::Read::read_to_end(&mut e, &mut out);
+            out
+        });
+        let result = smol::future::or(
+            async { Some((read.await, exit.recv().await.ok())) },
+            async {
+                smol::Timer::after(timeout).await;
+                None
+            },
+        )
+        .await;
+        match result {
+            Some((out, status)) => {
+                let code = match status {
+                    Some(ExitStatus::Code(c)) => Some(c),
+                    Some(ExitStatus::Signal(s)) => Some(128 + s),
+                    _ => None,
+                };
+                probes::exec_outcome(code, &out, false)
+            }
+            None => probes::exec_outcome(None, &[], true),
+        }
+    }
+
     /// Graceful deletion: SIGTERM, the grace period, SIGKILL; the pod object
     /// goes only when its containers, sandbox and volumes are gone.
     async fn terminate(&self, pod: &Arc<Object>, v: &Value) -> Result<Option<Instant>, String> {
@@ -1118,8 +1281,10 @@ impl Kubelet {
                             state: k.state.clone(),
                             last_state: k.last_state.clone(),
                             restart_count: k.restarts,
-                            ready: k.running(),
-                            started: k.running(),
+                            ready: k.running()
+                                && k.probes.as_ref().is_none_or(probes::Probes::ready),
+                            started: k.running()
+                                && k.probes.as_ref().is_none_or(probes::Probes::started),
                         },
                         None => status::ContainerView {
                             name: name.into(),

@@ -402,3 +402,78 @@ fn logs_honour_tail_timestamps_and_previous() {
     let limited = s.kubectl_ok(&["logs", "chatty", "--limit-bytes=5"]);
     assert_eq!(limited, "one\nt");
 }
+
+#[test]
+fn readiness_gates_ready_and_a_failing_liveness_probe_restarts() {
+    let Some((s, image)) = server_with_busybox() else {
+        return;
+    };
+    s.apply(&format!(
+        "apiVersion: v1
+kind: Pod
+metadata: {{name: probed}}
+spec:
+  containers:
+  - name: app
+    image: {image}
+    command: [sh, -c, 'while true; do sleep 1; done']
+    readinessProbe:
+      exec: {{command: [cat, /ready]}}
+      periodSeconds: 1
+  - name: doomed
+    image: {image}
+    command: [sh, -c, 'while true; do sleep 1; done']
+    livenessProbe:
+      httpGet: {{path: /healthz, port: 8080}}
+      periodSeconds: 1
+      failureThreshold: 2
+"
+    ));
+    wait_phase(&s, "probed", "Running", 30);
+    let status = |s: &Server, c: &str| {
+        let p = pod_json(s, "probed");
+        p["status"]["containerStatuses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == c)
+            .unwrap()
+            .clone()
+    };
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(
+        status(&s, "app")["ready"],
+        false,
+        "not ready before the probe passes"
+    );
+    s.kubectl_ok(&[
+        "exec",
+        "probed",
+        "-c",
+        "app",
+        "--",
+        "sh",
+        "-c",
+        "echo yes > /ready",
+    ]);
+    wait_for(15, "app ready", || {
+        (status(&s, "app")["ready"] == true).then_some(())
+    });
+    let restarted = wait_for(30, "doomed restarted by its liveness probe", || {
+        let st = status(&s, "doomed");
+        (st["restartCount"].as_u64() >= Some(1)).then_some(st)
+    });
+    assert_eq!(
+        restarted["lastState"]["terminated"]["exitCode"], 137,
+        "{restarted}"
+    );
+    let d = s.kubectl_ok(&["describe", "pod", "probed"]);
+    assert!(
+        d.contains("Liveness probe failed:") && d.contains("connection refused"),
+        "{d}"
+    );
+    assert!(
+        d.contains("Container doomed failed liveness probe, will be restarted"),
+        "{d}"
+    );
+}
