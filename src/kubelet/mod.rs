@@ -429,7 +429,7 @@ impl Kubelet {
             .entry(pod.uid.clone())
             .or_insert_with(|| new_pod(&v));
         if store::is_deleting(&v) {
-            return self.terminate(pod, &v).await;
+            return self.terminate(pod, &v, ex).await;
         }
         let phase = v
             .pointer("/status/phase")
@@ -653,7 +653,7 @@ impl Kubelet {
                 return Ok(retry_at);
             }
         };
-        match self.start_container(pod, v, c, &record).await {
+        match self.start_container(ex, pod, v, c, &record).await {
             Ok(()) => Ok(None),
             Err(e) => {
                 events::record(
@@ -698,7 +698,8 @@ impl Kubelet {
     }
 
     async fn start_container(
-        &self,
+        self: &Rc<Self>,
+        ex: &Rc<async_executor::LocalExecutor<'static>>,
         pod: &Arc<Object>,
         v: &Value,
         c: &Value,
@@ -781,6 +782,7 @@ impl Kubelet {
             }
         };
         let id = format!("{}-{name}-{attempt}", pod.uid);
+        let id_for_hook = id.clone();
         let spec = rt::ContainerSpec {
             name: name.clone(),
             layers,
@@ -848,6 +850,31 @@ impl Kubelet {
             COMPONENT,
             &self.cfg.node_name,
         );
+        if let Some(cmd) = hook_command(v, &name, "postStart") {
+            let (me, pod, id) = (self.clone(), pod.clone(), id_for_hook);
+            ex.spawn(async move {
+                if let probes::Outcome::Failure(e) =
+                    me.run_exec(&pod, &name, cmd, Duration::from_secs(30)).await
+                {
+                    let msg = format!("PostStartHook failed: {e}");
+                    events::record(
+                        &me.store,
+                        &pod,
+                        Type::Warning,
+                        "FailedPostStartHook",
+                        &msg,
+                        COMPONENT,
+                        &me.cfg.node_name,
+                    );
+                    // Kubernetes kills a container whose postStart hook fails.
+                    let _ = me
+                        .link
+                        .kill(&id, libc_signal(nix::sys::signal::Signal::SIGKILL))
+                        .await;
+                }
+            })
+            .detach();
+        }
         Ok(())
     }
 
@@ -1049,7 +1076,7 @@ impl Kubelet {
             let outcome = match action {
                 Err(e) => probes::Outcome::Failure(e),
                 Ok(probes::Action::Exec(args)) => {
-                    me.exec_probe(&pod, &name, args, spec.timeout).await
+                    me.run_exec(&pod, &name, args, spec.timeout).await
                 }
                 Ok(action) => {
                     smol::unblock(move || probes::run_network(&netns, &action, spec.timeout)).await
@@ -1110,8 +1137,9 @@ impl Kubelet {
         .detach();
     }
 
-    /// An exec probe: the command's exit code within the probe's timeout.
-    async fn exec_probe(
+    /// A command in a running container (exec probes and hooks): its exit
+    /// code within `timeout`.
+    async fn run_exec(
         &self,
         pod: &Object,
         container: &str,
@@ -1152,7 +1180,12 @@ impl Kubelet {
 
     /// Graceful deletion: SIGTERM, the grace period, SIGKILL; the pod object
     /// goes only when its containers, sandbox and volumes are gone.
-    async fn terminate(&self, pod: &Arc<Object>, v: &Value) -> Result<Option<Instant>, String> {
+    async fn terminate(
+        self: &Rc<Self>,
+        pod: &Arc<Object>,
+        v: &Value,
+        ex: &Rc<async_executor::LocalExecutor<'static>>,
+    ) -> Result<Option<Instant>, String> {
         let grace = v
             .pointer("/metadata/deletionGracePeriodSeconds")
             .and_then(Value::as_u64)
@@ -1173,10 +1206,47 @@ impl Kubelet {
             let now = Instant::now();
             match kill_at {
                 None => {
-                    for id in &running {
-                        self.link
-                            .kill(id, libc_signal(nix::sys::signal::Signal::SIGTERM))
-                            .await?;
+                    // preStop hooks run first; SIGTERM follows each one.
+                    let hooks: Vec<(String, String, Option<Vec<String>>)> = {
+                        let pods = self.pods.borrow();
+                        pods[&pod.uid]
+                            .containers
+                            .iter()
+                            .filter(|(_, c)| c.running())
+                            .filter_map(|(n, c)| {
+                                Some((n.clone(), c.id.clone()?, hook_command(v, n, "preStop")))
+                            })
+                            .collect()
+                    };
+                    for (name, id, hook) in hooks {
+                        let (me, pod) = (self.clone(), pod.clone());
+                        ex.spawn(async move {
+                            if let Some(cmd) = hook {
+                                if let probes::Outcome::Failure(e) = me
+                                    .run_exec(&pod, &name, cmd, Duration::from_secs(grace))
+                                    .await
+                                {
+                                    let msg = format!("PreStopHook failed: {e}");
+                                    events::record(
+                                        &me.store,
+                                        &pod,
+                                        Type::Warning,
+                                        "FailedPreStopHook",
+                                        &msg,
+                                        COMPONENT,
+                                        &me.cfg.node_name,
+                                    );
+                                }
+                            }
+                            if let Err(e) = me
+                                .link
+                                .kill(&id, libc_signal(nix::sys::signal::Signal::SIGTERM))
+                                .await
+                            {
+                                log::warn!("stopping {id}: {e}");
+                            }
+                        })
+                        .detach();
                     }
                     let at = now + Duration::from_secs(grace);
                     self.pods
@@ -1444,4 +1514,19 @@ fn read_from_layers(layers: &[PathBuf], rel: &str) -> Option<String> {
         .iter()
         .rev()
         .find_map(|l| std::fs::read_to_string(l.join(rel)).ok())
+}
+
+/// The exec command of a container's lifecycle hook (`postStart`, `preStop`).
+fn hook_command(pod: &Value, container: &str, hook: &str) -> Option<Vec<String>> {
+    pod.pointer("/spec/containers")?
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == container)?
+        .pointer(&format!("/lifecycle/{hook}/exec/command"))?
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
 }

@@ -249,7 +249,7 @@ fn pod_cgroups(uid: &str) -> Vec<String> {
 }
 
 #[test]
-fn graceful_delete_sends_sigterm_first_and_leaves_nothing() {
+fn graceful_delete_runs_prestop_then_sigterm_and_leaves_nothing() {
     let Some((s, image)) = server_with_busybox() else {
         return;
     };
@@ -267,10 +267,20 @@ spec:
     image: {image}
     command: [sh, -c, 'trap \"echo got-TERM > /out/mark; exit 0\" TERM; while true; do sleep 1; done']
     volumeMounts: [{{name: out, mountPath: /out}}]
+    lifecycle:
+      postStart: {{exec: {{command: [sh, -c, 'echo hooked > /started']}}}}
+      preStop: {{exec: {{command: [sh, -c, 'echo before-TERM > /out/prestop']}}}}
 "
     ));
     let p = wait_phase(&s, "polite", "Running", 30);
     let uid = p["metadata"]["uid"].as_str().unwrap().to_string();
+    let hooked = wait_for(10, "the postStart hook", || {
+        let o = s.kubectl(&["exec", "polite", "--", "cat", "/started"]);
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).to_string())
+    });
+    assert_eq!(hooked, "hooked\n");
     assert!(
         !pod_cgroups(&uid).is_empty(),
         "the pod has cgroups while it runs"
