@@ -24,8 +24,11 @@ deps:
 run: deps build
 	scripts/run-local.sh target/debug/bramble $(RUN_DIR)
 
-# Every test: unit tests beside the code and the integration tests in tests/.
+# Every test: formatting and lints, unit tests beside the code and the
+# integration tests in tests/.
 test: deps
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test --no-fail-fast -- --test-threads=2
 
 unit:

@@ -49,10 +49,10 @@ impl Daemon {
         // The CA appears first; then poll /readyz as tightly as we can.
         let ca = dir.join("data/tls/ca.crt");
         let agent = loop {
-            if let Ok(pem) = std::fs::read(&ca) {
-                if let Ok(cert) = ureq::tls::Certificate::from_pem(&pem) {
-                    break agent_for(cert.to_owned());
-                }
+            if let Ok(pem) = std::fs::read(&ca)
+                && let Ok(cert) = ureq::tls::Certificate::from_pem(&pem)
+            {
+                break agent_for(cert.to_owned());
             }
             std::thread::sleep(Duration::from_micros(200));
         };

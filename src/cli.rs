@@ -3,20 +3,27 @@
 use lexopt::prelude::*;
 use std::path::{Path, PathBuf};
 
-use crate::{node, pki, server};
+use crate::{config, node, pki, server};
 
 const USAGE: &str = "bramble: a Kubernetes-style orchestrator for small boards
 
 usage:
   bramble server [--data-dir DIR] [--listen ADDR:PORT] [--node-name NAME]
                  [--tls-san NAME]... [--service-cidr CIDR] [--registries FILE]
+                 [--board NAME] [--config FILE] [--max-pods N]
+                 [--reserved-memory QUANTITY] [--node-label KEY=VALUE]...
   bramble kubeconfig [--data-dir DIR] [--server URL]
   bramble image import FILE|pull REF|ls|rm REF|export REF FILE [--data-dir DIR]
   bramble version
 
 defaults: --data-dir /var/lib/bramble, --listen 0.0.0.0:6443,
           --node-name the hostname, --service-cidr 10.43.0.0/16,
-          --registries /etc/bramble/registries.yaml
+          --registries /etc/bramble/registries.yaml; with no board,
+          --max-pods 110 and no --reserved-memory
+board:    --board loads NAME.toml from $BRAMBLE_BOARD_CONFIGS (a directory, or
+          several separated by :), then PREFIX/share/bramble/board-configs
+          beside the binary, then /usr/local/share/bramble/board-configs;
+          --config FILE overrides it key by key, flags override both
 logging: RUST_LOG=debug|info|warn|error (default info)";
 
 const DEFAULT_DATA_DIR: &str = "/var/lib/bramble";
@@ -64,12 +71,41 @@ fn server_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
         node_name: node::hostname(),
         tls_sans: Vec::new(),
         service_cidr: "10.43.0.0/16".parse()?,
-        max_pods: 110,
-        reserved_memory: 0,
+        board: config::load(&[])?,
         registries: "/etc/bramble/registries.yaml".into(),
     };
+    // Layers apply in this order whatever the order on the command line:
+    // the board, then the --config file, then flags.
+    let (mut board, mut file, mut flags, mut labels) = (None, None, Vec::new(), Vec::new());
     while let Some(arg) = p.next()? {
         match arg {
+            Long("board") => board = Some(p.value()?.string()?),
+            Long("config") => file = Some(PathBuf::from(p.value()?)),
+            Long("max-pods") => {
+                let v = p.value()?.string()?;
+                let n: u32 = v
+                    .parse()
+                    .map_err(|_| format!("--max-pods {v:?}: want a number of pods"))?;
+                flags.push(config::flag_layer(
+                    "--max-pods",
+                    "node",
+                    "max_pods",
+                    n.into(),
+                )?);
+            }
+            Long("reserved-memory") => {
+                let v = p.value()?.string()?;
+                flags.push(config::flag_layer(
+                    "--reserved-memory",
+                    "node",
+                    "reserved_memory",
+                    v.into(),
+                )?);
+            }
+            Long("node-label") => {
+                let v = p.value()?.string()?;
+                labels.push(config::parse_label(&v).map_err(|e| format!("--node-label: {e}"))?);
+            }
             Long("data-dir") => cfg.data_dir = p.value()?.into(),
             Long("listen") => {
                 let v = p.value()?.string()?;
@@ -94,6 +130,17 @@ fn server_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
             _ => return Err(arg.unexpected().into()),
         }
     }
+    let mut layers = Vec::new();
+    if let Some(name) = board {
+        layers.push(config::read_file(&config::find_board(&name)?)?);
+    }
+    if let Some(path) = file {
+        layers.push(config::read_file(&path)?);
+    }
+    layers.extend(flags);
+    cfg.board = config::load(&layers)?;
+    // --node-label adds to the board's labels rather than replacing them.
+    cfg.board.labels.extend(labels);
     server::run(cfg)?;
     Ok(())
 }

@@ -99,3 +99,71 @@ pub fn expire(store: &Store, now: std::time::SystemTime) {
         }
     }
 }
+
+/// Expires old events every few minutes, for the life of the daemon.
+pub async fn run_expiry(store: &Store) {
+    loop {
+        smol::Timer::after(std::time::Duration::from_secs(600)).await;
+        expire(store, std::time::SystemTime::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn repeats_bump_the_count_and_old_events_expire() {
+        let dir = std::env::temp_dir().join(format!("bramble-events-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir).unwrap();
+        let ns = json!({"metadata": {"name": "default"}});
+        store.create(res("Namespace"), ns).unwrap();
+        let pod = store
+            .create(res("Pod"), json!({"metadata": {"name": "p", "namespace": "default"}, "spec": {"containers": []}}))
+            .unwrap();
+        record(
+            &store,
+            &pod,
+            Type::Warning,
+            "BackOff",
+            "Back-off restarting",
+            "kubelet",
+            "node",
+        );
+        record(
+            &store,
+            &pod,
+            Type::Warning,
+            "BackOff",
+            "Back-off restarting",
+            "kubelet",
+            "node",
+        );
+        record(
+            &store,
+            &pod,
+            Type::Normal,
+            "Started",
+            "Started container c",
+            "kubelet",
+            "node",
+        );
+        let events = store.list(res("Event"), Some("default"));
+        assert_eq!(events.len(), 2);
+        let backoff = events
+            .iter()
+            .map(|e| e.value())
+            .find(|v| v["reason"] == "BackOff")
+            .unwrap();
+        assert_eq!(backoff["count"], 2);
+        assert_eq!(backoff["involvedObject"]["uid"], pod.uid.as_str());
+        expire(&store, SystemTime::now());
+        assert_eq!(store.list(res("Event"), None).len(), 2, "fresh events stay");
+        expire(&store, SystemTime::now() + TTL + Duration::from_secs(1));
+        assert_eq!(store.list(res("Event"), None).len(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

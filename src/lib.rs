@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod config;
 pub mod controllers;
 pub mod events;
 pub mod image;

@@ -76,7 +76,7 @@ fn kernel_version() -> String {
 
 fn disk_bytes(path: &std::path::Path) -> u64 {
     nix::sys::statvfs::statvfs(path)
-        .map(|s| s.blocks() as u64 * s.fragment_size() as u64)
+        .map(|s| s.blocks() * s.fragment_size())
         .unwrap_or(0)
 }
 
@@ -86,6 +86,8 @@ pub struct Facts {
     pub data_dir: std::path::PathBuf,
     pub max_pods: u32,
     pub reserved_memory: u64,
+    /// From the board config and --node-label; the well-known labels win.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// The Node object for this board, Ready.
@@ -106,18 +108,24 @@ pub fn node_object(f: &Facts) -> Value {
         json!({"type": t, "status": status, "reason": reason, "message": message,
                "lastHeartbeatTime": now, "lastTransitionTime": now})
     };
+    let mut labels: serde_json::Map<String, Value> = f
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().into()))
+        .collect();
+    labels.extend([
+        ("kubernetes.io/arch".to_string(), go_arch().into()),
+        ("kubernetes.io/os".to_string(), "linux".into()),
+        ("kubernetes.io/hostname".to_string(), f.name.as_str().into()),
+        ("beta.kubernetes.io/arch".to_string(), go_arch().into()),
+        ("beta.kubernetes.io/os".to_string(), "linux".into()),
+    ]);
     json!({
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {
             "name": f.name,
-            "labels": {
-                "kubernetes.io/arch": go_arch(),
-                "kubernetes.io/os": "linux",
-                "kubernetes.io/hostname": f.name,
-                "beta.kubernetes.io/arch": go_arch(),
-                "beta.kubernetes.io/os": "linux",
-            },
+            "labels": labels,
         },
         "spec": {},
         "status": {
@@ -168,10 +176,15 @@ mod tests {
             data_dir: "/".into(),
             max_pods: 42,
             reserved_memory: 1 << 20,
+            labels: [("bramble.io/board", "pi"), ("kubernetes.io/os", "windows")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into(),
         };
         let n = node_object(&f);
         assert_eq!(n["metadata"]["labels"]["kubernetes.io/hostname"], "board-1");
         assert_eq!(n["metadata"]["labels"]["kubernetes.io/arch"], go_arch());
+        assert_eq!(n["metadata"]["labels"]["bramble.io/board"], "pi");
+        assert_eq!(n["metadata"]["labels"]["kubernetes.io/os"], "linux");
         assert_eq!(n["status"]["capacity"]["pods"], "42");
         let cap: u64 = n["status"]["capacity"]["memory"]
             .as_str()

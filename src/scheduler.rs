@@ -1,8 +1,10 @@
-//! The scheduler: binds each unscheduled pod to a node. For now every pod
-//! goes to a Ready node that is not cordoned (the single-board case); the
-//! filters and scores of a real scheduler come with the controllers work.
+//! The scheduler: binds each unscheduled pod to a node. For now a pod goes
+//! to the first Ready, uncordoned node with room under its pod capacity (the
+//! single-board case); the other filters and the scores of a real scheduler
+//! come with the controllers work.
 
 use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::events::{self, Type};
@@ -48,15 +50,60 @@ pub fn bind(
     store.update(pods, v)
 }
 
-/// A node pods may be placed on: Ready and not cordoned.
-fn schedulable(node: &Value) -> bool {
-    let ready = node
-        .pointer("/status/conditions")
+fn ready(node: &Value) -> bool {
+    node.pointer("/status/conditions")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .any(|c| c["type"] == "Ready" && c["status"] == "True");
-    ready && node.pointer("/spec/unschedulable").and_then(Value::as_bool) != Some(true)
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+/// The node's pod capacity (`status.allocatable.pods`, set from max pods).
+fn pod_capacity(node: &Value) -> Option<usize> {
+    node.pointer("/status/allocatable/pods")
+        .and_then(Value::as_str)
+        .and_then(|p| p.parse().ok())
+}
+
+/// The node a pod bound to, while it still holds a place there: a pod that
+/// finished frees its place, as in Kubernetes.
+fn holds_place(pod: &Value) -> Option<&str> {
+    let phase = pod.pointer("/status/phase").and_then(Value::as_str);
+    if matches!(phase, Some("Succeeded" | "Failed")) {
+        return None;
+    }
+    pod.pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+}
+
+/// The first node that can take one more pod, or why none can, worded as the
+/// Kubernetes scheduler words its FailedScheduling events.
+pub fn fit<'a>(
+    nodes: &'a [(String, Value)],
+    bound: &HashMap<String, usize>,
+) -> Result<&'a str, String> {
+    let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
+    for (name, node) in nodes {
+        let reason = if node.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
+            "node(s) were unschedulable"
+        } else if !ready(node) {
+            "node(s) had untolerated taint {node.kubernetes.io/not-ready: }"
+        } else if pod_capacity(node).is_some_and(|cap| bound.get(name).copied().unwrap_or(0) >= cap)
+        {
+            "Too many pods"
+        } else {
+            return Ok(name);
+        };
+        *reasons.entry(reason).or_default() += 1;
+    }
+    let mut counted: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    counted.sort();
+    Err(format!(
+        "0/{} nodes are available: {}.",
+        nodes.len(),
+        counted.join(", ")
+    ))
 }
 
 pub async fn run(store: &Store) {
@@ -68,37 +115,154 @@ pub async fn run(store: &Store) {
 }
 
 fn pass(store: &Store) {
-    let nodes: Vec<Arc<Object>> = store
+    let nodes: Vec<(String, Value)> = store
         .list(res("Node"), None)
         .into_iter()
-        .filter(|n| schedulable(&n.value()))
+        .map(|n| (n.name.clone(), n.value()))
         .collect();
-    for p in store.list(res("Pod"), None) {
-        let v = p.value();
-        let unscheduled = v
-            .pointer("/spec/nodeName")
-            .and_then(Value::as_str)
-            .is_none_or(str::is_empty);
-        if !unscheduled || store::is_deleting(&v) {
-            continue;
+    if nodes.is_empty() {
+        return;
+    }
+    let pods: Vec<(Arc<Object>, Value)> = store
+        .list(res("Pod"), None)
+        .into_iter()
+        .map(|p| {
+            let v = p.value();
+            (p, v)
+        })
+        .collect();
+    let mut bound: HashMap<String, usize> = HashMap::new();
+    for (_, v) in &pods {
+        if let Some(node) = holds_place(v) {
+            *bound.entry(node.to_string()).or_default() += 1;
         }
-        let Some(node) = nodes.first() else {
-            continue;
-        };
-        match bind(store, &p.namespace, &p.name, &node.name) {
-            Ok(bound) => events::record(
-                store,
-                &bound,
-                Type::Normal,
-                "Scheduled",
-                &format!(
-                    "Successfully assigned {}/{} to {}",
-                    p.namespace, p.name, node.name
-                ),
-                COMPONENT,
-                "",
-            ),
-            Err(e) => log::warn!("binding pod {}/{}: {e}", p.namespace, p.name),
+    }
+    let mut waiting: Vec<&(Arc<Object>, Value)> = pods
+        .iter()
+        .filter(|(_, v)| {
+            let unscheduled = v
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty);
+            unscheduled && !store::is_deleting(v)
+        })
+        .collect();
+    // Oldest first, so that a pod created later never takes an earlier pod's place.
+    waiting.sort_by_key(|(p, v)| {
+        (
+            v.pointer("/metadata/creationTimestamp")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            p.rv,
+        )
+    });
+    for (p, v) in waiting {
+        match fit(&nodes, &bound) {
+            Ok(node) => match bind(store, &p.namespace, &p.name, node) {
+                Ok(bound_pod) => {
+                    *bound.entry(node.to_string()).or_default() += 1;
+                    events::record(
+                        store,
+                        &bound_pod,
+                        Type::Normal,
+                        "Scheduled",
+                        &format!("Successfully assigned {}/{} to {node}", p.namespace, p.name),
+                        COMPONENT,
+                        "",
+                    )
+                }
+                Err(e) => log::warn!("binding pod {}/{}: {e}", p.namespace, p.name),
+            },
+            Err(why) => unschedulable(store, p, v, &why),
         }
+    }
+}
+
+/// Marks a pod that fits nowhere PodScheduled=False with the reason, and
+/// records a FailedScheduling event when the reason is new; an unchanged
+/// reason writes nothing, so a waiting pod costs no writes while idle.
+fn unschedulable(store: &Store, pod: &Object, v: &Value, why: &str) {
+    let conds = v.pointer("/status/conditions").and_then(Value::as_array);
+    let known = conds.into_iter().flatten().any(|c| {
+        c["type"] == "PodScheduled" && c["reason"] == "Unschedulable" && c["message"] == why
+    });
+    if known {
+        return;
+    }
+    let mut v = v.clone();
+    let cond = json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": why,
+                      "lastProbeTime": null, "lastTransitionTime": crate::model::now()});
+    match v["status"]["conditions"].as_array_mut() {
+        Some(c) => {
+            c.retain(|x| x["type"] != "PodScheduled");
+            c.push(cond);
+        }
+        None => v["status"]["conditions"] = json!([cond]),
+    }
+    match store.update(res("Pod"), v) {
+        Ok(updated) => events::record(
+            store,
+            &updated,
+            Type::Warning,
+            "FailedScheduling",
+            why,
+            COMPONENT,
+            "",
+        ),
+        Err(e) => log::warn!(
+            "marking pod {}/{} unschedulable: {e}",
+            pod.namespace,
+            pod.name
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, pods: &str, ready: &str, cordoned: bool) -> (String, Value) {
+        let v = json!({"spec": {"unschedulable": cordoned},
+                       "status": {"allocatable": {"pods": pods}, "conditions": [{"type": "Ready", "status": ready}]}});
+        (name.to_string(), v)
+    }
+
+    #[test]
+    fn a_node_takes_pods_up_to_its_capacity() {
+        let nodes = [node("a", "2", "True", false)];
+        let mut bound = HashMap::new();
+        assert_eq!(fit(&nodes, &bound), Ok("a"));
+        bound.insert("a".to_string(), 2);
+        assert_eq!(
+            fit(&nodes, &bound),
+            Err("0/1 nodes are available: 1 Too many pods.".to_string())
+        );
+    }
+
+    #[test]
+    fn reasons_are_counted_per_node() {
+        let nodes = [
+            node("a", "1", "True", false),
+            node("b", "5", "True", true),
+            node("c", "5", "False", false),
+            node("d", "1", "True", false),
+        ];
+        let bound = HashMap::from([("a".to_string(), 1), ("d".to_string(), 3)]);
+        assert_eq!(
+            fit(&nodes, &bound),
+            Err("0/4 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }, 1 node(s) were unschedulable, 2 Too many pods.".to_string())
+        );
+        let bound = HashMap::from([("a".to_string(), 1)]);
+        assert_eq!(fit(&nodes, &bound), Ok("d"));
+    }
+
+    #[test]
+    fn finished_pods_free_their_place() {
+        let pod = |phase: &str| json!({"spec": {"nodeName": "a"}, "status": {"phase": phase}});
+        assert_eq!(holds_place(&pod("Running")), Some("a"));
+        assert_eq!(holds_place(&pod("Pending")), Some("a"));
+        assert_eq!(holds_place(&pod("Succeeded")), None);
+        assert_eq!(holds_place(&pod("Failed")), None);
+        assert_eq!(holds_place(&json!({"spec": {}})), None);
     }
 }

@@ -21,8 +21,8 @@ pub struct Config {
     pub node_name: String,
     pub tls_sans: Vec<String>,
     pub service_cidr: net::Cidr,
-    pub max_pods: u32,
-    pub reserved_memory: u64,
+    /// What --board, --config and the flags resolved to.
+    pub board: crate::config::Settings,
     /// k3s-style registries.yaml; a missing file means no mirrors or credentials.
     pub registries: PathBuf,
 }
@@ -136,7 +136,7 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
     names.sort();
     names.dedup();
     let serving = pki::serving_cert(&cfg.data_dir, &names)?;
-    let store = Store::open(&cfg.data_dir)?;
+    let store = Store::open_with(&cfg.data_dir, cfg.board.wal_autocheckpoint)?;
     let registries = match cfg.registries.exists() {
         true => crate::image::Registries::load(&cfg.registries).map_err(ServerError::Images)?,
         false => crate::image::Registries::default(),
@@ -146,8 +146,19 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
     let images = Arc::new(
         crate::image::ImageStore::open(&cfg.data_dir)
             .map_err(ServerError::Images)?
-            .with_registries(registries),
+            .with_registries(registries)
+            .with_platform(cfg.board.platform.clone()),
     );
+    if !crate::image::Platform::host()
+        .compatible()
+        .contains(&cfg.board.platform)
+    {
+        log::warn!(
+            "the board config is for {} but this machine runs {}: imported images will not run here",
+            cfg.board.platform,
+            crate::image::Platform::host()
+        );
+    }
     // Starts the runtime helper if none runs; containers of an earlier run
     // are still there and get reattached.
     let (link, runtime_events) =
@@ -156,8 +167,8 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         node_name: cfg.node_name.clone(),
         data_dir: cfg.data_dir.clone(),
         pids_limit: 4096,
-        log_max_bytes: 1 << 20,
-        log_max_files: 2,
+        log_max_bytes: cfg.board.log_max_bytes,
+        log_max_files: cfg.board.log_max_files,
         credentials,
     };
     let kl = kubelet::Kubelet::new(store.clone(), kubelet_cfg, link, images.clone());
@@ -190,7 +201,19 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
             async move { crate::scheduler::run(&store).await }
         })
         .detach();
+        ex.spawn({
+            let store = store.clone();
+            async move { crate::events::run_expiry(&store).await }
+        })
+        .detach();
         register_node(&store, &cfg)?;
+        ex.spawn(image_gc(
+            store.clone(),
+            images.clone(),
+            cfg.board.image_gc_high_percent,
+            cfg.board.image_gc_low_percent,
+        ))
+        .detach();
         ex.spawn(kl.clone().run(ex.clone(), runtime_events))
             .detach();
         // Archives dropped into DATA_DIR/images/import are imported at start.
@@ -261,8 +284,9 @@ fn register_node(store: &Store, cfg: &Config) -> Result<(), StoreError> {
     let facts = node::Facts {
         name: cfg.node_name.clone(),
         data_dir: cfg.data_dir.clone(),
-        max_pods: cfg.max_pods,
-        reserved_memory: cfg.reserved_memory,
+        max_pods: cfg.board.max_pods,
+        reserved_memory: cfg.board.reserved_memory,
+        labels: cfg.board.labels.clone(),
     };
     let mut fresh = node::node_object(&facts);
     let nodes = res("Node");
@@ -303,6 +327,65 @@ fn register_node(store: &Store, cfg: &Config) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The kubelet's image GC period.
+const IMAGE_GC_PERIOD: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Frees disk between the board's thresholds, as the kubelet's image GC does,
+/// keeping every image a pod in the store names or runs.
+async fn image_gc(store: Rc<Store>, images: Arc<crate::image::ImageStore>, high: u8, low: u8) {
+    loop {
+        smol::Timer::after(IMAGE_GC_PERIOD).await;
+        let in_use: std::collections::HashSet<String> = store
+            .list(res("Pod"), None)
+            .iter()
+            .flat_map(|p| pod_images(&p.value()))
+            .collect();
+        let images = images.clone();
+        match smol::unblock(move || images.gc(&in_use, high, low)).await {
+            Ok(r) if !r.images_removed.is_empty() => log::info!(
+                "image GC: disk at {}% (over {high}%), removed {}; now {}%",
+                r.usage_before,
+                r.images_removed.join(", "),
+                r.usage_after
+            ),
+            Ok(_) => {}
+            Err(e) => log::warn!("image GC: {e}"),
+        }
+    }
+}
+
+/// The images a pod's containers name, and the image ids they run.
+fn pod_images(pod: &Value) -> Vec<String> {
+    let named = ["/spec/initContainers", "/spec/containers"]
+        .iter()
+        .flat_map(|p| {
+            pod.pointer(p)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+        })
+        .filter_map(|c| c["image"].as_str());
+    let running = ["/status/initContainerStatuses", "/status/containerStatuses"]
+        .iter()
+        .flat_map(|p| {
+            pod.pointer(p)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+        })
+        .flat_map(|c| {
+            let id = c["imageID"].as_str();
+            // "name@sha256:…": the GC knows images by digest.
+            let digest = id.and_then(|i| i.split_once('@')).map(|(_, d)| d);
+            [c["image"].as_str(), id, digest].into_iter().flatten()
+        });
+    named
+        .chain(running)
+        .filter(|i| !i.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// Tells systemd (Type=notify) that we are up, and feeds its watchdog from a
 /// task on the executor itself, so a wedged executor gets the daemon restarted.
 /// Without NOTIFY_SOCKET both are no-ops.
@@ -318,5 +401,29 @@ pub fn notify_systemd(ex: &LocalExecutor<'static>) {
             }
         })
         .detach();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_gc_keeps_what_pods_name_and_run() {
+        let pod = serde_json::json!({
+            "spec": {"initContainers": [{"image": "init:1"}], "containers": [{"image": "busybox"}]},
+            "status": {"containerStatuses": [{"image": "docker.io/library/busybox:latest",
+                                              "imageID": "docker.io/library/busybox@sha256:abc"}]}
+        });
+        assert_eq!(
+            pod_images(&pod),
+            [
+                "init:1",
+                "busybox",
+                "docker.io/library/busybox:latest",
+                "docker.io/library/busybox@sha256:abc",
+                "sha256:abc"
+            ]
+        );
     }
 }

@@ -37,7 +37,7 @@ pub async fn handle(ctx: &Rc<Ctx>, req: &Request, t: &Target) -> Result<Reply, S
     }
 }
 
-fn namespace_of<'a>(t: &'a Target) -> &'a str {
+fn namespace_of(t: &Target) -> &str {
     t.namespace.as_deref().unwrap_or("")
 }
 
@@ -134,13 +134,12 @@ fn list(ctx: &Ctx, req: &Request, t: &Target) -> Result<Reply, Status> {
         .param("limit")
         .and_then(|s| s.parse::<usize>().ok())
         .filter(|n| *n > 0)
+        && items.len() > limit
     {
-        if items.len() > limit {
-            let remaining = items.len() - limit;
-            items.truncate(limit);
-            let last = items.last().expect("limit > 0");
-            next = Some((format!("{}/{}", last.namespace, last.name), remaining));
-        }
+        let remaining = items.len() - limit;
+        items.truncate(limit);
+        let last = items.last().expect("limit > 0");
+        next = Some((format!("{}/{}", last.namespace, last.name), remaining));
     }
     let rv = rv.to_string();
     if body::wants_table(req) {
@@ -406,29 +405,29 @@ async fn patch(ctx: &Ctx, req: &Request, t: &Target, name: &str) -> Result<Reply
 async fn delete(ctx: &Ctx, req: &Request, t: &Target, name: &str) -> Result<Reply, Status> {
     let opts = body::delete_options(req)?;
     let obj = existing(ctx, t, name)?;
-    if let Some(uid) = &opts.uid {
-        if *uid != obj.uid {
-            return Err(Status::conflict(
-                t.resource,
-                name,
-                format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                    obj.uid
-                ),
-            ));
-        }
+    if let Some(uid) = &opts.uid
+        && *uid != obj.uid
+    {
+        return Err(Status::conflict(
+            t.resource,
+            name,
+            format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                obj.uid
+            ),
+        ));
     }
-    if let Some(rv) = &opts.resource_version {
-        if *rv != obj.rv.to_string() {
-            return Err(Status::conflict(
-                t.resource,
-                name,
-                format!(
-                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                    obj.rv
-                ),
-            ));
-        }
+    if let Some(rv) = &opts.resource_version
+        && *rv != obj.rv.to_string()
+    {
+        return Err(Status::conflict(
+            t.resource,
+            name,
+            format!(
+                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                obj.rv
+            ),
+        ));
     }
     if opts.dry_run {
         return Ok(raw_reply(200, &obj));

@@ -29,15 +29,15 @@ fn pass(store: &Store) -> Option<Duration> {
         for r in RESOURCES.iter().filter(|r| r.namespaced) {
             for o in store.list(r, Some(&ns.name)) {
                 left += 1;
-                if !store::is_deleting(&o.value()) {
-                    if let Err(e) = store.delete_gracefully(r, &o.namespace, &o.name, None) {
-                        log::warn!(
-                            "deleting {} {}/{} of a terminating namespace: {e}",
-                            r.kind,
-                            o.namespace,
-                            o.name
-                        );
-                    }
+                if !store::is_deleting(&o.value())
+                    && let Err(e) = store.delete_gracefully(r, &o.namespace, &o.name, None)
+                {
+                    log::warn!(
+                        "deleting {} {}/{} of a terminating namespace: {e}",
+                        r.kind,
+                        o.namespace,
+                        o.name
+                    );
                 }
             }
         }

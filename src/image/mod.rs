@@ -310,6 +310,11 @@ impl ImageStore {
     }
 
     /// The platform imports pick from multi-arch archives (the board's by default).
+    /// The platform this store pulls and imports for (the board's).
+    pub fn platform(&self) -> &Platform {
+        &self.platform
+    }
+
     pub fn with_platform(mut self, platform: Platform) -> ImageStore {
         self.platform = platform;
         self

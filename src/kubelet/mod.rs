@@ -687,13 +687,12 @@ impl Kubelet {
             .borrow_mut()
             .get_mut(uid)
             .and_then(|p| p.containers.get_mut(name))
+            && !c.running()
         {
-            if !c.running() {
-                c.state = status::State::Waiting {
-                    reason: reason.into(),
-                    message: message.into(),
-                };
-            }
+            c.state = status::State::Waiting {
+                reason: reason.into(),
+                message: message.into(),
+            };
         }
     }
 
@@ -957,7 +956,7 @@ impl Kubelet {
             let (images, img) = (me.images.clone(), image.clone());
             let result = smol::unblock(move || {
                 images
-                    .pull(&img, &crate::image::Platform::host(), &creds, &mut |_| {})
+                    .pull(&img, images.platform(), &creds, &mut |_| {})
                     .map_err(|e| e.to_string())
             })
             .await;
@@ -1221,22 +1220,21 @@ impl Kubelet {
                     for (name, id, hook) in hooks {
                         let (me, pod) = (self.clone(), pod.clone());
                         ex.spawn(async move {
-                            if let Some(cmd) = hook {
-                                if let probes::Outcome::Failure(e) = me
+                            if let Some(cmd) = hook
+                                && let probes::Outcome::Failure(e) = me
                                     .run_exec(&pod, &name, cmd, Duration::from_secs(grace))
                                     .await
-                                {
-                                    let msg = format!("PreStopHook failed: {e}");
-                                    events::record(
-                                        &me.store,
-                                        &pod,
-                                        Type::Warning,
-                                        "FailedPreStopHook",
-                                        &msg,
-                                        COMPONENT,
-                                        &me.cfg.node_name,
-                                    );
-                                }
+                            {
+                                let msg = format!("PreStopHook failed: {e}");
+                                events::record(
+                                    &me.store,
+                                    &pod,
+                                    Type::Warning,
+                                    "FailedPreStopHook",
+                                    &msg,
+                                    COMPONENT,
+                                    &me.cfg.node_name,
+                                );
                             }
                             if let Err(e) = me
                                 .link

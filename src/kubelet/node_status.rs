@@ -93,8 +93,8 @@ fn read(data_dir: &Path) -> Readings {
     let (disk_available, disk_total) = nix::sys::statvfs::statvfs(data_dir)
         .map(|s| {
             (
-                s.blocks_available() as u64 * s.fragment_size() as u64,
-                s.blocks() as u64 * s.fragment_size() as u64,
+                s.blocks_available() * s.fragment_size(),
+                s.blocks() * s.fragment_size(),
             )
         })
         .unwrap_or((0, 0));
@@ -161,12 +161,11 @@ pub async fn run(store: &Store, node_name: &str, data_dir: &Path) {
             move || read(&d)
         })
         .await;
-        if let Some(node) = store.get(res("Node"), "", node_name) {
-            if let Some(new) = updated(&node.value(), &readings, &model::now()) {
-                if let Err(e) = store.update(res("Node"), new) {
-                    log::warn!("updating node {node_name} conditions: {e}");
-                }
-            }
+        if let Some(node) = store.get(res("Node"), "", node_name)
+            && let Some(new) = updated(&node.value(), &readings, &model::now())
+            && let Err(e) = store.update(res("Node"), new)
+        {
+            log::warn!("updating node {node_name} conditions: {e}");
         }
         smol::Timer::after(PERIOD).await;
     }

@@ -63,7 +63,10 @@ pub fn db_path(data_dir: &Path) -> PathBuf {
     data_dir.join("state.db")
 }
 
-fn open(path: &Path) -> Result<Connection, StoreError> {
+/// SQLite's own default: checkpoint the WAL into the database every 1000 pages.
+pub const DEFAULT_WAL_AUTOCHECKPOINT: u32 = 1000;
+
+fn open(path: &Path, wal_autocheckpoint: u32) -> Result<Connection, StoreError> {
     let ctx = |e| StoreError::Sqlite {
         path: path.to_path_buf(),
         source: e,
@@ -81,6 +84,9 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
         .map_err(ctx)?;
     conn.pragma_update(None, "foreign_keys", "OFF")
         .map_err(ctx)?;
+    // Boards on SD cards checkpoint less often: fewer, larger writes.
+    conn.pragma_update(None, "wal_autocheckpoint", wal_autocheckpoint)
+        .map_err(ctx)?;
     let check: String = conn
         .query_row("PRAGMA quick_check", [], |r| r.get(0))
         .map_err(ctx)?;
@@ -96,9 +102,9 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
 
 /// Opens (creating if needed) the database, reads every object, and starts
 /// the writer thread.
-pub fn start(data_dir: &Path) -> Result<(Loaded, Writer), StoreError> {
+pub fn start(data_dir: &Path, wal_autocheckpoint: u32) -> Result<(Loaded, Writer), StoreError> {
     let path = db_path(data_dir);
-    let conn = open(&path)?;
+    let conn = open(&path, wal_autocheckpoint)?;
     let ctx = |e| StoreError::Sqlite {
         path: path.clone(),
         source: e,
@@ -211,4 +217,22 @@ fn commit(conn: &mut Connection, batch: &Batch) -> rusqlite::Result<()> {
         )?;
     }
     tx.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_writer_connection_checkpoints_as_configured() {
+        let dir = std::env::temp_dir().join(format!("bramble-disk-wal-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conn = open(&db_path(&dir), 4000).unwrap();
+        let pages: u32 = conn
+            .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(pages, 4000);
+        drop(conn);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

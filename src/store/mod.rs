@@ -220,7 +220,12 @@ fn index(r: &'static Resource) -> usize {
 impl Store {
     /// Opens the store in `data_dir`, loading every object.
     pub fn open(data_dir: &Path) -> Result<Rc<Store>, StoreError> {
-        let (loaded, writer) = disk::start(data_dir)?;
+        Store::open_with(data_dir, disk::DEFAULT_WAL_AUTOCHECKPOINT)
+    }
+
+    /// `open`, checkpointing the SQLite WAL every `wal_autocheckpoint` pages.
+    pub fn open_with(data_dir: &Path, wal_autocheckpoint: u32) -> Result<Rc<Store>, StoreError> {
+        let (loaded, writer) = disk::start(data_dir, wal_autocheckpoint)?;
         let mut objects: Vec<BTreeMap<_, _>> = RESOURCES.iter().map(|_| BTreeMap::new()).collect();
         let mut max_rv = loaded.last_rv;
         for row in loaded.rows {
@@ -369,15 +374,15 @@ impl Store {
             return Err(StoreError::NotFound { resource, name });
         };
         let old_value = old.value();
-        if let Some(rv) = model::meta_str(&value, "resourceVersion").filter(|s| !s.is_empty()) {
-            if rv != old.rv.to_string() {
-                return Err(StoreError::Conflict { resource, name });
-            }
+        if let Some(rv) = model::meta_str(&value, "resourceVersion").filter(|s| !s.is_empty())
+            && rv != old.rv.to_string()
+        {
+            return Err(StoreError::Conflict { resource, name });
         }
-        if let Some(uid) = model::meta_str(&value, "uid").filter(|s| !s.is_empty()) {
-            if uid != old.uid {
-                return Err(StoreError::Conflict { resource, name });
-            }
+        if let Some(uid) = model::meta_str(&value, "uid").filter(|s| !s.is_empty())
+            && uid != old.uid
+        {
+            return Err(StoreError::Conflict { resource, name });
         }
         {
             let old_meta = model::meta(&old_value).expect("stored objects have metadata");
@@ -694,10 +699,10 @@ impl State {
             self.watchers.retain(|w| {
                 !w.wants(&ev) || ev.object.rv <= w.since || w.tx.try_send(ev.clone()).is_ok()
             });
-            if self.log.len() == LOG_CAPACITY {
-                if let Some(old) = self.log.pop_front() {
-                    self.compacted = old.object.rv;
-                }
+            if self.log.len() == LOG_CAPACITY
+                && let Some(old) = self.log.pop_front()
+            {
+                self.compacted = old.object.rv;
             }
             self.log.push_back(ev);
         }

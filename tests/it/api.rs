@@ -32,7 +32,9 @@ fn bad_requests_get_the_right_status_and_nothing_breaks() {
         .as_object_mut()
         .unwrap()
         .remove("imagePullPolcy");
-    let cases: Vec<(&str, String, Option<&str>, Vec<u8>, u16, &str)> = vec![
+    // (method, path, content type, body, expected code, expected reason)
+    type Case<'a> = (&'a str, String, Option<&'a str>, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         ("POST", PODS.into(), Some("application/json"), b"{not json".to_vec(), 400, "BadRequest"),
         ("POST", PODS.into(), Some("application/yaml"), b"a: [1, 2".to_vec(), 400, "BadRequest"),
         ("POST", PODS.into(), Some("application/json"), b"[1,2]".to_vec(), 400, "BadRequest"),

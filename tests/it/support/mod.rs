@@ -136,6 +136,11 @@ impl Server {
             ])
             .args(extra)
             .env("RUST_LOG", "info,bramble=debug")
+            // `--board NAME` finds the source tree's board configs.
+            .env(
+                "BRAMBLE_BOARD_CONFIGS",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/board-configs"),
+            )
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
