@@ -364,6 +364,27 @@ impl Kubelet {
                 }
             }
         }
+        drop(pods);
+        if oom_killed {
+            // `<pod uid>-<container>-<attempt>`: the pod is found by uid.
+            let pod = self
+                .store
+                .list(res("Pod"), None)
+                .into_iter()
+                .find(|p| id.starts_with(&format!("{}-", p.uid)));
+            if let Some(pod) = pod {
+                let msg = format!("Memory cgroup out of memory: container {id} was killed");
+                events::record(
+                    &self.store,
+                    &pod,
+                    Type::Warning,
+                    "OOMKilling",
+                    &msg,
+                    COMPONENT,
+                    &self.cfg.node_name,
+                );
+            }
+        }
     }
 
     /// One pass over every pod of this node. Returns when to look again.

@@ -213,6 +213,8 @@ fn a_container_over_its_memory_limit_is_oomkilled() {
     let term = &p["status"]["containerStatuses"][0]["state"]["terminated"];
     assert_eq!(term["reason"], "OOMKilled", "{p}");
     assert_eq!(term["exitCode"], 137);
+    let d = s.kubectl_ok(&["describe", "pod", "hog"]);
+    assert!(d.contains("OOMKilling"), "{d}");
 }
 
 /// Mounts, cgroups, pinned namespaces and state of bramble's on this machine

@@ -148,10 +148,102 @@ impl Daemon {
     fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+        let url = format!("{}{path}", self.url);
+        let auth = format!("Bearer {}", self.token);
+        let resp = match (method, body) {
+            ("POST", Some(b)) => self
+                .agent
+                .post(&url)
+                .header("Authorization", &auth)
+                .header("Content-Type", "application/json")
+                .send(b.as_bytes()),
+            ("DELETE", _) => self
+                .agent
+                .delete(&url)
+                .header("Authorization", &auth)
+                .call(),
+            _ => self.agent.get(&url).header("Authorization", &auth).call(),
+        };
+        let mut r = resp.expect("request");
+        let code = r.status().as_u16();
+        let v = serde_json::from_slice(&r.body_mut().read_to_vec().unwrap_or_default())
+            .unwrap_or_default();
+        (code, v)
+    }
+
+    fn create(&self, pod: &str) {
+        let (code, v) = self.call("POST", "/api/v1/namespaces/default/pods", Some(pod));
+        assert_eq!(code, 201, "{v}");
+    }
+
+    fn delete_pod(&self, name: &str) {
+        self.call(
+            "DELETE",
+            &format!("/api/v1/namespaces/default/pods/{name}?gracePeriodSeconds=0"),
+            None,
+        );
+    }
+
+    fn pods(&self) -> Vec<serde_json::Value> {
+        self.call("GET", "/api/v1/namespaces/default/pods", None).1["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn pod_count(&self) -> usize {
+        self.pods().len()
+    }
+
+    fn wait_running(&self, count: usize, timeout: Duration) {
+        let t0 = Instant::now();
+        while self
+            .pods()
+            .iter()
+            .filter(|p| p["status"]["phase"] == "Running")
+            .count()
+            < count
+        {
+            assert!(
+                t0.elapsed() < timeout,
+                "{count} pods not Running within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Imports an image archive into this daemon's data dir.
+    fn import(&self, archive: &std::path::Path) {
+        let ok = Command::new(bin())
+            .args(["image", "import"])
+            .arg(archive)
+            .arg("--data-dir")
+            .arg(self.dir.join("data"))
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "bramble image import failed");
+    }
+
+    /// Deletes every pod and waits until the kubelet has removed them.
+    fn clear_pods(&self) {
+        self.call(
+            "DELETE",
+            "/api/v1/namespaces/default/pods?gracePeriodSeconds=0",
+            None,
+        );
+        let t0 = Instant::now();
+        while self.pod_count() > 0 && t0.elapsed() < Duration::from_secs(120) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        self.clear_pods();
         let _ = self.child.kill();
         let _ = self.child.wait();
         // The runtime helper outlives the daemon by design; this one has no pods.
@@ -295,6 +387,8 @@ fn api() {
     println!();
 }
 
+mod pods;
+
 fn main() {
     println!("# bramble benchmark\n");
     println!(
@@ -307,4 +401,5 @@ fn main() {
             .trim()
     );
     api();
+    pods::run();
 }
