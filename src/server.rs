@@ -216,13 +216,62 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         .detach();
         ex.spawn(kl.clone().run(ex.clone(), runtime_events))
             .detach();
-        // Archives dropped into DATA_DIR/images/import are imported at start.
+        // Archives dropped into DATA_DIR/images/import are imported at start
+        // and when files appear: a readdir every IMPORT_SCAN_PERIOD, and an
+        // import only when the listing changed (so a bad archive is tried
+        // again only once it is replaced) and has settled (so a file still
+        // being copied in is not tried half-written).
+        let folder = cfg.data_dir.join("images/import");
         ex.spawn(async move {
-            match smol::unblock(move || images.import_folder()).await {
-                Ok(imported) => imported
-                    .iter()
-                    .for_each(|i| log::info!("imported image {}", i.reference)),
-                Err(e) => log::warn!("importing DATA_DIR/images/import: {e}"),
+            const IMPORT_SCAN_PERIOD: std::time::Duration = std::time::Duration::from_secs(10);
+            const IMPORT_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+            // (name, size, mtime) of the archives, hidden names (copies in
+            // progress, by convention) left out, as import_folder does.
+            fn import_listing(
+                folder: &Path,
+            ) -> Vec<(std::ffi::OsString, u64, std::time::SystemTime)> {
+                let mut listing: Vec<_> = std::fs::read_dir(folder)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                    .filter_map(|e| {
+                        let meta = e.metadata().ok()?;
+                        Some((e.file_name(), meta.len(), meta.modified().ok()?))
+                    })
+                    .collect();
+                listing.sort();
+                listing
+            }
+            let mut imported_listing = None;
+            loop {
+                let (images, folder, previous) =
+                    (images.clone(), folder.clone(), imported_listing.take());
+                let (listing, result) = smol::unblock(move || {
+                    let listing = import_listing(&folder);
+                    // (A clock that went back makes an mtime "future": settled.)
+                    let settled = !listing.iter().any(
+                        |(_, _, mtime)| matches!(mtime.elapsed(), Ok(age) if age < IMPORT_SETTLE),
+                    );
+                    match (previous, settled) {
+                        (Some(p), _) if p == listing => (Some(p), None),
+                        (previous, false) => (previous, None),
+                        (_, true) => (Some(listing), Some(images.import_folder())),
+                    }
+                })
+                .await;
+                imported_listing = listing;
+                match result {
+                    Some(Ok(imported)) => imported
+                        .iter()
+                        .for_each(|i| log::info!("imported image {}", i.reference)),
+                    Some(Err(e)) => {
+                        log::warn!("importing DATA_DIR/images/import: {e}");
+                        imported_listing = None;
+                    }
+                    None => {}
+                }
+                smol::Timer::after(IMPORT_SCAN_PERIOD).await;
             }
         })
         .detach();

@@ -387,6 +387,7 @@ fn api() {
     println!();
 }
 
+mod images;
 mod pods;
 
 fn main() {
@@ -402,4 +403,5 @@ fn main() {
     );
     api();
     pods::run();
+    images::run();
 }

@@ -126,13 +126,47 @@ pub fn human_size(bytes: u64) -> String {
     }
 }
 
+/// Bytes of an image's layers on disk so far, from a pull's [`Progress`]:
+/// what the CLI's bar and the kubelet's pod events show.
+#[derive(Debug, Default)]
+pub struct Tally {
+    total: u64,
+    present: u64,
+    blobs: HashMap<Digest, u64>,
+}
+
+impl Tally {
+    pub fn update(&mut self, p: &Progress) {
+        match p {
+            Progress::Resolved { total, present, .. } => {
+                self.total = *total;
+                self.present = *present;
+            }
+            // A blob fetched again after corruption starts from 0: the map
+            // keeps the latest count per blob, never a sum of attempts.
+            Progress::Download { digest, done, .. } => {
+                self.blobs.insert(digest.clone(), *done);
+            }
+            Progress::Unpacked { .. } => {}
+        }
+    }
+
+    /// Bytes on disk, never more than [`Tally::total`].
+    pub fn done(&self) -> u64 {
+        (self.present + self.blobs.values().sum::<u64>()).min(self.total)
+    }
+
+    /// Bytes of layers the image needs, once the manifest is resolved.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+}
+
 /// One line on stderr, redrawn at most ten times a second; silent when
 /// stderr is not a terminal (logs and CI).
 struct Bar {
     tty: bool,
-    total: u64,
-    present: u64,
-    blobs: HashMap<Digest, u64>,
+    tally: Tally,
     drawn: Option<Instant>,
 }
 
@@ -140,24 +174,13 @@ impl Bar {
     fn new(tty: bool) -> Bar {
         Bar {
             tty,
-            total: 0,
-            present: 0,
-            blobs: HashMap::new(),
+            tally: Tally::default(),
             drawn: None,
         }
     }
 
     fn update(&mut self, p: Progress) {
-        match p {
-            Progress::Resolved { total, present, .. } => {
-                self.total = total;
-                self.present = present;
-            }
-            Progress::Download { digest, done, .. } => {
-                self.blobs.insert(digest, done);
-            }
-            Progress::Unpacked { .. } => {}
-        }
+        self.tally.update(&p);
         if self.tty
             && self
                 .drawn
@@ -168,8 +191,7 @@ impl Bar {
     }
 
     fn draw(&mut self) {
-        let done = (self.present + self.blobs.values().sum::<u64>()).min(self.total);
-        let line = progress_line(done, self.total, 30);
+        let line = progress_line(self.tally.done(), self.tally.total(), 30);
         let _ = write!(std::io::stderr(), "\r{line}");
         self.drawn = Some(Instant::now());
     }
@@ -213,5 +235,39 @@ mod tests {
     fn progress_line_fills_in_proportion() {
         assert_eq!(progress_line(5, 10, 4), "[##..] 5 B / 10 B");
         assert_eq!(progress_line(0, 0, 2), "[##] 0 B / 0 B");
+    }
+
+    #[test]
+    fn tally_counts_present_and_latest_bytes_per_blob() {
+        let a = Digest::of(b"a");
+        let b = Digest::of(b"b");
+        let mut t = Tally::default();
+        t.update(&Progress::Resolved {
+            reference: "x".into(),
+            total: 100,
+            present: 20,
+        });
+        assert_eq!((t.done(), t.total()), (20, 100));
+        for (digest, done) in [(&a, 10), (&a, 30), (&b, 5)] {
+            t.update(&Progress::Download {
+                digest: digest.clone(),
+                done,
+                total: 40,
+            });
+        }
+        assert_eq!(t.done(), 55, "20 present + 30 of a + 5 of b");
+        // a is fetched again from the start after a failed verification.
+        t.update(&Progress::Download {
+            digest: a.clone(),
+            done: 1,
+            total: 40,
+        });
+        assert_eq!(t.done(), 26);
+        t.update(&Progress::Download {
+            digest: b,
+            done: 500,
+            total: 40,
+        });
+        assert_eq!(t.done(), 100, "never more than the total");
     }
 }

@@ -975,12 +975,56 @@ impl Kubelet {
         ex.spawn(async move {
             let started = Instant::now();
             let (images, img) = (me.images.clone(), image.clone());
-            let result = smol::unblock(move || {
-                images
-                    .pull(&img, images.platform(), &creds, &mut |_| {})
-                    .map_err(|e| e.to_string())
-            })
-            .await;
+            // Progress as pod events: at most one per PROGRESS_EVERY, the first
+            // after that long (a quick pull shows only Pulling and Pulled), and
+            // a last one at 100% when any was shown. The message varies only in
+            // the bytes, so a stalled pull bumps one event's count.
+            const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+            let (progress_tx, progress_rx) = smol::channel::unbounded::<String>();
+            let pull = smol::unblock(move || {
+                let mut tally = crate::image::cli::Tally::default();
+                let mut last = (started, String::new());
+                let line = |tally: &crate::image::cli::Tally| {
+                    format!(
+                        "Pulling image \"{img}\": {} of {}",
+                        crate::image::cli::human_size(tally.done()),
+                        crate::image::cli::human_size(tally.total())
+                    )
+                };
+                let result = images.pull(&img, images.platform(), &creds, &mut |p| {
+                    tally.update(&p);
+                    if last.0.elapsed() >= PROGRESS_EVERY {
+                        let msg = line(&tally);
+                        if msg != last.1 {
+                            let _ = progress_tx.try_send(msg.clone());
+                        }
+                        last = (Instant::now(), msg);
+                    }
+                });
+                if result.is_ok() && !last.1.is_empty() {
+                    let done = line(&tally);
+                    if done != last.1 {
+                        let _ = progress_tx.try_send(done);
+                    }
+                }
+                result.map_err(|e| e.to_string())
+            });
+            let report = async {
+                while let Ok(msg) = progress_rx.recv().await {
+                    events::record(
+                        &me.store,
+                        &pod,
+                        Type::Normal,
+                        "Pulling",
+                        &msg,
+                        COMPONENT,
+                        &me.cfg.node_name,
+                    );
+                }
+            };
+            // The channel closes when the pull ends, so every progress event
+            // is recorded before Pulled or Failed.
+            let (result, ()) = smol::future::zip(pull, report).await;
             let state = match result {
                 Ok(_) => {
                     let msg = format!(

@@ -72,6 +72,8 @@ pub enum Watch {
     Container(String),
     Exec(u64),
     Output(String, Stream),
+    /// A child left by a failed libcontainer build (see `adopt_strays`).
+    Stray(i32),
 }
 
 /// A started exec: the read ends of its stdout and stderr.
@@ -89,6 +91,8 @@ pub struct Containers {
     table: BTreeMap<String, Managed>,
     execs: BTreeMap<u64, ExecProcess>,
     next_exec: u64,
+    /// Pidfds of children to reap that are neither containers nor execs.
+    strays: BTreeMap<i32, OwnedFd>,
 }
 
 fn validate_name(field: &'static str, s: &str) -> Result<(), RuntimeError> {
@@ -128,6 +132,7 @@ impl Containers {
             table: BTreeMap::new(),
             execs: BTreeMap::new(),
             next_exec: 1,
+            strays: BTreeMap::new(),
         };
         for dir in [
             me.state_root(),
@@ -216,7 +221,15 @@ impl Containers {
                 .flat_map(|o| o.fds())
                 .map(|(stream, fd)| (Watch::Output(id.clone(), stream), fd))
         });
-        containers.chain(execs).chain(outputs).collect()
+        let strays = self
+            .strays
+            .iter()
+            .map(|(pid, fd)| (Watch::Stray(*pid), fd.as_fd()));
+        containers
+            .chain(execs)
+            .chain(outputs)
+            .chain(strays)
+            .collect()
     }
 
     /// When the poll loop must wake up without an fd ready: to log a line left unfinished.
@@ -239,6 +252,11 @@ impl Containers {
         match watch {
             Watch::Output(id, stream) => {
                 self.table.get_mut(id)?.output.as_mut()?.read(*stream);
+                None
+            }
+            Watch::Stray(pid) => {
+                self.strays.remove(pid);
+                let _ = waitpid(Pid::from_raw(*pid), Some(WaitPidFlag::WNOHANG));
                 None
             }
             Watch::Exec(n) => {
@@ -421,7 +439,10 @@ impl Containers {
             .with_systemd(false)
             .with_detach(true)
             .build()
-            .map_err(RuntimeError::libcontainer("create", id))?;
+            .map_err(|e| {
+                self.adopt_strays();
+                RuntimeError::libcontainer("create", id)(e)
+            })?;
         let pid = container.pid().ok_or_else(|| RuntimeError::InvalidState {
             id: id.to_owned(),
             op: "create",
@@ -623,7 +644,10 @@ impl Containers {
             .with_container_args(args)
             .with_env(env)
             .build()
-            .map_err(RuntimeError::libcontainer("exec in", id))?;
+            .map_err(|e| {
+                self.adopt_strays();
+                RuntimeError::libcontainer("exec in", id)(e)
+            })?;
         let pidfd = pidfd_open(pid.as_raw())
             .map_err(RuntimeError::io("pidfd_open", format!("/proc/{pid}")))?;
         let exec_id = self.next_exec;
@@ -636,6 +660,38 @@ impl Containers {
             stdout: out_r,
             stderr: err_r,
         })
+    }
+
+    /// Watches every child that is not a known container or exec, to reap it once it exits. A
+    /// failed build leaves libcontainer's intermediate and init processes behind, unreaped; one
+    /// in a container's pid namespace keeps that container's init from ever finishing its exit.
+    fn adopt_strays(&mut self) {
+        let me = std::process::id();
+        let path = format!("/proc/{me}/task/{me}/children");
+        let children = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) => {
+                log::warn!("cannot list the helper's children to reap ({path}: {e})");
+                return;
+            }
+        };
+        let known: Vec<i32> = self
+            .table
+            .values()
+            .filter(|m| m.reapable && m.pidfd.is_some())
+            .map(|m| m.meta.pid)
+            .chain(self.execs.values().map(|e| e.pid.as_raw()))
+            .collect();
+        for pid in children.split_whitespace().filter_map(|p| p.parse().ok()) {
+            if !known.contains(&pid) && !self.strays.contains_key(&pid) {
+                match pidfd_open(pid) {
+                    Ok(fd) => {
+                        self.strays.insert(pid, fd);
+                    }
+                    Err(e) => log::warn!("cannot watch stray child {pid}: {e}"),
+                }
+            }
+        }
     }
 }
 

@@ -174,6 +174,7 @@ impl Output {
         Some(self.unfinished_since? + PARTIAL_AFTER)
     }
 
+    /// Logs unfinished lines as parts once they are due (see `flush_due`).
     pub fn flush_if_due(&mut self, now: Instant) {
         if self.flush_due().is_some_and(|due| due <= now) {
             self.unfinished_since = None;

@@ -2,6 +2,7 @@
 
 mod api;
 mod boards;
+mod image_pods;
 mod images;
 mod kubectl;
 mod pods;

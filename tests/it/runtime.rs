@@ -687,3 +687,23 @@ fn log_rotation_keeps_at_most_the_configured_files() {
     assert!(first > 1, "nothing was rotated away");
     assert_eq!(numbers, (first..=500).collect::<Vec<_>>());
 }
+
+#[test]
+fn failed_exec_leaves_nothing_that_blocks_the_containers_exit() {
+    let Some(mut fx) = fixture("badexec") else {
+        return;
+    };
+    let pod = fx.pod("badexec", "badexec");
+    fx.run("badexec-app", &pod, fx.spec("app", "exec sleep 1000"));
+    assert!(
+        fx.client
+            .exec("badexec-app", vec!["no-such-program".into()], vec![])
+            .is_err()
+    );
+    // libcontainer's processes of the failed exec sat in the container's pid namespace: unreaped,
+    // they kept its init from ever finishing its exit.
+    fx.client.kill("badexec-app", Signal::SIGKILL).unwrap();
+    let (_, signal, _) = exit_code(&fx.wait_exit("badexec-app"));
+    assert_eq!(signal, Some(Signal::SIGKILL as i32));
+    fx.client.delete("badexec-app").unwrap();
+}
