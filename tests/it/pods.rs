@@ -489,3 +489,26 @@ spec:
         "{d}"
     );
 }
+
+#[test]
+fn logs_follow_streams_until_the_container_ends() {
+    let Some((s, image)) = server_with_busybox() else {
+        return;
+    };
+    s.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: ticker}}\nspec:\n  restartPolicy: Never\n  containers:\n  - name: c\n    image: {image}\n    command: [sh, -c, 'sleep 1; for i in 1 2 3 4 5; do echo tick $i; sleep 1; done']\n"
+    ));
+    wait_phase(&s, "ticker", "Running", 30);
+    // Follows while the container runs, then ends by itself.
+    let out = s.kubectl(&["logs", "-f", "ticker", "--request-timeout=30s"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "tick 1\ntick 2\ntick 3\ntick 4\ntick 5\n"
+    );
+    assert_eq!(pod_json(&s, "ticker")["status"]["phase"], "Succeeded");
+}
