@@ -124,33 +124,10 @@ mod tests {
         let pod = store
             .create(res("Pod"), json!({"metadata": {"name": "p", "namespace": "default"}, "spec": {"containers": []}}))
             .unwrap();
-        record(
-            &store,
-            &pod,
-            Type::Warning,
-            "BackOff",
-            "Back-off restarting",
-            "kubelet",
-            "node",
-        );
-        record(
-            &store,
-            &pod,
-            Type::Warning,
-            "BackOff",
-            "Back-off restarting",
-            "kubelet",
-            "node",
-        );
-        record(
-            &store,
-            &pod,
-            Type::Normal,
-            "Started",
-            "Started container c",
-            "kubelet",
-            "node",
-        );
+        let rec = |ty, reason, msg| record(&store, &pod, ty, reason, msg, "kubelet", "node");
+        rec(Type::Warning, "BackOff", "Back-off restarting");
+        rec(Type::Warning, "BackOff", "Back-off restarting");
+        rec(Type::Normal, "Started", "Started container c");
         let events = store.list(res("Event"), Some("default"));
         assert_eq!(events.len(), 2);
         let backoff = events

@@ -15,23 +15,6 @@ use serde_json::Value;
 use crate::support::registry::{Auth, Registry};
 use crate::support::{Server, bramble, fixtures, missing, wait_for};
 
-fn import(s: &Server, archive: &std::path::Path) -> String {
-    let out = Command::new(bramble())
-        .args(["image", "import"])
-        .arg(archive)
-        .arg("--data-dir")
-        .arg(s.data_dir())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "bramble image import {}: {}",
-        archive.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 fn run_pod(s: &Server, name: &str, image: &str, policy: &str) {
     s.apply(&format!(
         "apiVersion: v1
@@ -48,18 +31,6 @@ spec:
     ));
 }
 
-fn pod_json(s: &Server, name: &str) -> Value {
-    serde_json::from_str(&s.kubectl_ok(&["get", "pod", name, "-o", "json"])).unwrap()
-}
-
-#[track_caller]
-fn wait_running(s: &Server, name: &str, secs: u64) -> Value {
-    wait_for(secs, &format!("pod {name} Running"), || {
-        let p = pod_json(s, name);
-        (p["status"]["phase"] == "Running").then_some(p)
-    })
-}
-
 /// The container's waiting state once its reason is one of `reasons`.
 #[track_caller]
 fn wait_waiting(s: &Server, name: &str, reasons: &[&str], secs: u64) -> Value {
@@ -67,7 +38,7 @@ fn wait_waiting(s: &Server, name: &str, reasons: &[&str], secs: u64) -> Value {
         secs,
         &format!("pod {name} waiting with {reasons:?}"),
         || {
-            let p = pod_json(s, name);
+            let p = s.pod(name);
             let waiting = p
                 .pointer("/status/containerStatuses/0/state/waiting")
                 .cloned()?;
@@ -125,7 +96,7 @@ fn pods_run_from_imported_oci_multi_arch_and_docker_archives() {
         (&multi.oci_archive, &multi.reference),
         (docker_archive, &app.reference),
     ] {
-        let out = import(&s, archive);
+        let out = s.import_image(archive);
         assert_eq!(
             out,
             format!("imported {reference} (linux/{})\n", fixtures::native_arch())
@@ -139,7 +110,7 @@ fn pods_run_from_imported_oci_multi_arch_and_docker_archives() {
         run_pod(&s, pod, &fx.reference, "Never");
     }
     for pod in ["from-oci", "from-multi", "from-docker"] {
-        wait_running(&s, pod, 60);
+        s.wait_phase(pod, "Running", 60);
         assert_eq!(
             s.kubectl_ok(&["exec", pod, "--", "hostname"]),
             format!("{pod}\n")
@@ -207,7 +178,7 @@ fn pod_with_pull_policy_always_is_pulled_from_a_local_registry_with_progress() {
     let s = Server::start();
     let started = Instant::now();
     run_pod(&s, "pulled", &image, "Always");
-    let pod = wait_running(&s, "pulled", 90);
+    let pod = s.wait_phase("pulled", "Running", 90);
     let took = started.elapsed();
     assert_eq!(
         s.kubectl_ok(&["exec", "pulled", "--", "hostname"]),
@@ -311,7 +282,7 @@ fn unknown_image_shows_err_image_pull_then_image_pull_back_off() {
         message.contains(&image) && message.contains("manifest unknown"),
         "{message}"
     );
-    assert_eq!(pod_json(&s, "missing")["status"]["phase"], "Pending");
+    assert_eq!(s.pod("missing")["status"]["phase"], "Pending");
     let failed = events(&s, "missing");
     assert!(
         failed
@@ -353,7 +324,7 @@ fn archive_dropped_into_the_import_folder_while_running_gets_imported() {
     });
     assert!(list().contains(&fx.reference), "{}", list());
     run_pod(&s, "dropped", &fx.reference, "Never");
-    wait_running(&s, "dropped", 60);
+    s.wait_phase("dropped", "Running", 60);
     assert_eq!(
         s.kubectl_ok(&["exec", "dropped", "--", "hostname"]),
         "dropped\n"
@@ -398,7 +369,7 @@ fn arm64_only_image_fails_with_the_platform_message_on_this_amd64_board() {
         "{described}"
     );
     assert!(!described.contains("exec format error"), "{described}");
-    let p = pod_json(&s, "arm");
+    let p = s.pod("arm");
     assert_eq!(p["status"]["phase"], "Pending");
     assert!(
         p.pointer("/status/containerStatuses/0/state/running")

@@ -2,9 +2,8 @@
 //! them through the runtime helper, from busybox images imported offline.
 
 use serde_json::Value;
-use std::process::Command;
 
-use crate::support::{Server, bramble, fixtures, missing, wait_for};
+use crate::support::{Server, fixtures, missing, wait_for};
 
 /// A server with the busybox test image imported; None when a tool is
 /// missing (a failure under CI=true).
@@ -14,31 +13,8 @@ fn server_with_busybox() -> Option<(Server, String)> {
     }
     let fx = fixtures::busybox_image()?;
     let s = Server::start();
-    let out = Command::new(bramble())
-        .args(["image", "import"])
-        .arg(&fx.oci_archive)
-        .arg("--data-dir")
-        .arg(s.data_dir())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "image import: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    s.import_image(&fx.oci_archive);
     Some((s, fx.reference.clone()))
-}
-
-fn pod_json(s: &Server, name: &str) -> Value {
-    serde_json::from_str(&s.kubectl_ok(&["get", "pod", name, "-o", "json"])).unwrap()
-}
-
-#[track_caller]
-fn wait_phase(s: &Server, name: &str, phase: &str, secs: u64) -> Value {
-    wait_for(secs, &format!("pod {name} {phase}"), || {
-        let p = pod_json(s, name);
-        (p["status"]["phase"] == phase).then_some(p)
-    })
 }
 
 #[test]
@@ -58,7 +34,7 @@ fn kubectl_run_serves_logs_and_execs() {
         "echo started on $(hostname); exec httpd -f -p 8080",
     ]);
     assert_eq!(out.trim(), "pod/kubia created");
-    wait_phase(&s, "kubia", "Running", 30);
+    s.wait_phase("kubia", "Running", 30);
     let get = s.kubectl_ok(&["get", "pods"]);
     let row: Vec<&str> = get.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(&row[..4], ["kubia", "1/1", "Running", "0"], "{get}");
@@ -127,7 +103,7 @@ spec:
 "
     );
     s.apply(&manifest);
-    wait_phase(&s, "pair", "Running", 30);
+    s.wait_phase("pair", "Running", 30);
     assert_eq!(
         s.kubectl_ok(&["exec", "pair", "-c", "web", "--", "hostname"]),
         "pair\n"
@@ -179,8 +155,8 @@ fn restart_policies_are_honoured() {
     s.apply(&pod("always", "Always", "exit 1"));
     s.apply(&pod("onfailure", "OnFailure", "exit 0"));
     s.apply(&pod("never", "Never", "exit 3"));
-    wait_phase(&s, "onfailure", "Succeeded", 30);
-    let never = wait_phase(&s, "never", "Failed", 30);
+    s.wait_phase("onfailure", "Succeeded", 30);
+    let never = s.wait_phase("never", "Failed", 30);
     assert_eq!(
         never["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
         3
@@ -191,7 +167,7 @@ fn restart_policies_are_honoured() {
     );
     // Always: restarted, then held in back-off.
     let crash = wait_for(40, "CrashLoopBackOff", || {
-        let p = pod_json(&s, "always");
+        let p = s.pod("always");
         let st = &p["status"]["containerStatuses"][0];
         (st["state"]["waiting"]["reason"] == "CrashLoopBackOff").then(|| st.clone())
     });
@@ -209,7 +185,7 @@ fn a_container_over_its_memory_limit_is_oomkilled() {
     s.apply(&format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: hog}}\nspec:\n  restartPolicy: Never\n  containers:\n  - name: c\n    image: {image}\n    resources: {{limits: {{memory: 32Mi}}}}\n    command: [sh, -c, 'x=a; while true; do x=$x$x; done']\n"
     ));
-    let p = wait_phase(&s, "hog", "Failed", 60);
+    let p = s.wait_phase("hog", "Failed", 60);
     let term = &p["status"]["containerStatuses"][0]["state"]["terminated"];
     assert_eq!(term["reason"], "OOMKilled", "{p}");
     assert_eq!(term["exitCode"], 137);
@@ -274,7 +250,7 @@ spec:
       preStop: {{exec: {{command: [sh, -c, 'echo before-TERM > /out/prestop']}}}}
 "
     ));
-    let p = wait_phase(&s, "polite", "Running", 30);
+    let p = s.wait_phase("polite", "Running", 30);
     let uid = p["metadata"]["uid"].as_str().unwrap().to_string();
     let hooked = wait_for(10, "the postStart hook", || {
         let o = s.kubectl(&["exec", "polite", "--", "cat", "/started"]);
@@ -324,14 +300,14 @@ fn kill_9_of_the_daemon_restarts_no_container() {
     let before: Vec<String> = names
         .iter()
         .map(|n| {
-            wait_phase(&s, n, "Running", 30);
+            s.wait_phase(n, "Running", 30);
             start(&s, n)
         })
         .collect();
     s.kill9();
     s.spawn(&[]);
     for (n, b) in names.iter().zip(&before) {
-        let p = wait_phase(&s, n, "Running", 10);
+        let p = s.wait_phase(n, "Running", 10);
         assert_eq!(
             p["status"]["containerStatuses"][0]["restartCount"], 0,
             "{n}"
@@ -343,7 +319,7 @@ fn kill_9_of_the_daemon_restarts_no_container() {
         );
     }
     // Supervised again: a container killed from outside comes back.
-    let uid = pod_json(&s, "steady-0")["metadata"]["uid"]
+    let uid = s.pod("steady-0")["metadata"]["uid"]
         .as_str()
         .unwrap()
         .to_string();
@@ -357,7 +333,7 @@ fn kill_9_of_the_daemon_restarts_no_container() {
     .unwrap();
     crate::support::unsafe_kill(meta["pid"].as_u64().unwrap() as u32, "KILL");
     let p = wait_for(30, "steady-0 restarted", || {
-        let p = pod_json(&s, "steady-0");
+        let p = s.pod("steady-0");
         (p["status"]["containerStatuses"][0]["restartCount"] == 1
             && p["status"]["phase"] == "Running")
             .then_some(p)
@@ -378,7 +354,7 @@ fn logs_honour_tail_timestamps_and_previous() {
     ));
     // Wait for the first restart: the previous container's log stays.
     wait_for(40, "chatty restarted", || {
-        let p = pod_json(&s, "chatty");
+        let p = s.pod("chatty");
         (p["status"]["containerStatuses"][0]["restartCount"].as_u64() >= Some(1)).then_some(())
     });
     // stdout and stderr come through separate pipes, so only each stream's
@@ -441,9 +417,9 @@ spec:
       failureThreshold: 2
 "
     ));
-    wait_phase(&s, "probed", "Running", 30);
+    s.wait_phase("probed", "Running", 30);
     let status = |s: &Server, c: &str| {
-        let p = pod_json(s, "probed");
+        let p = s.pod("probed");
         p["status"]["containerStatuses"]
             .as_array()
             .unwrap()
@@ -498,7 +474,7 @@ fn logs_follow_streams_until_the_container_ends() {
     s.apply(&format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: ticker}}\nspec:\n  restartPolicy: Never\n  containers:\n  - name: c\n    image: {image}\n    command: [sh, -c, 'sleep 1; for i in 1 2 3 4 5; do echo tick $i; sleep 1; done']\n"
     ));
-    wait_phase(&s, "ticker", "Running", 30);
+    s.wait_phase("ticker", "Running", 30);
     // Follows while the container runs, then ends by itself.
     let out = s.kubectl(&["logs", "-f", "ticker", "--request-timeout=30s"]);
     assert!(
@@ -510,5 +486,5 @@ fn logs_follow_streams_until_the_container_ends() {
         String::from_utf8_lossy(&out.stdout),
         "tick 1\ntick 2\ntick 3\ntick 4\ntick 5\n"
     );
-    assert_eq!(pod_json(&s, "ticker")["status"]["phase"], "Succeeded");
+    assert_eq!(s.pod("ticker")["status"]["phase"], "Succeeded");
 }

@@ -311,6 +311,41 @@ impl Server {
         (code.trim().parse().unwrap_or(0), body.to_string())
     }
 
+    /// `bramble image import ARCHIVE` into this server's data dir (the
+    /// daemon may be running); returns what the command printed.
+    #[track_caller]
+    pub fn import_image(&self, archive: &std::path::Path) -> String {
+        let out = Command::new(bramble())
+            .args(["image", "import"])
+            .arg(archive)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "bramble image import {}: {}",
+            archive.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// A pod of the default namespace as JSON, via kubectl.
+    #[track_caller]
+    pub fn pod(&self, name: &str) -> Value {
+        serde_json::from_str(&self.kubectl_ok(&["get", "pod", name, "-o", "json"])).unwrap()
+    }
+
+    /// Waits until the pod's phase is `phase`; returns the pod.
+    #[track_caller]
+    pub fn wait_phase(&self, name: &str, phase: &str, secs: u64) -> Value {
+        wait_for(secs, &format!("pod {name} {phase}"), || {
+            let p = self.pod(name);
+            (p["status"]["phase"] == phase).then_some(p)
+        })
+    }
+
     /// GET that must succeed; returns the JSON body.
     #[track_caller]
     pub fn get_json(&self, path: &str) -> Value {
