@@ -140,6 +140,22 @@ impl CgroupLayout {
             .collect()
     }
 
+    /// Caps the number of processes of the whole pod (its parent cgroup),
+    /// on top of each container's own cap.
+    pub fn set_pod_pids_limit(&self, pod_uid: &str, limit: u64) -> io::Result<()> {
+        let dir = match self {
+            Self::V1 { hierarchies, .. } => hierarchies
+                .iter()
+                .find(|h| h.file_name().is_some_and(|n| n == "pids"))
+                .map(|h| h.join("bramble").join(pod_uid)),
+            Self::V2 { mount, .. } => Some(mount.join("bramble").join(pod_uid)),
+        };
+        match dir.map(|d| d.join("pids.max")).filter(|f| f.exists()) {
+            Some(file) => std::fs::write(file, limit.to_string()),
+            None => Ok(()),
+        }
+    }
+
     /// The container's directory in every hierarchy.
     pub fn container_dirs(&self, pod_uid: &str, name: &str) -> Vec<PathBuf> {
         self.pod_dirs(pod_uid)

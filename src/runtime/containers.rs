@@ -448,6 +448,13 @@ impl Containers {
             op: "create",
             status: "without a pid after create",
         })?;
+        if let Some(limit) = spec.resources.pids_limit {
+            // The pod's parent cgroup holds the pod-wide cap; libcontainer
+            // made it while creating this container's cgroup.
+            if let Err(e) = self.layout.set_pod_pids_limit(pod_uid, limit) {
+                log::warn!("pod {pod_uid}: setting its pids limit: {e}");
+            }
+        }
         let pidfd = pidfd_open(pid.as_raw())
             .map_err(RuntimeError::io("pidfd_open", format!("/proc/{pid}")))?;
         let meta = Meta {

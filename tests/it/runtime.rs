@@ -390,6 +390,12 @@ fn limits_land_in_cgroup_files() {
                 (64u64 << 20).to_string()
             );
             assert_eq!(file("pids", "pids.max"), "100");
+            // The pod as a whole is capped too.
+            let pids = hierarchies.iter().find(|h| h.ends_with("pids")).unwrap();
+            assert_eq!(
+                read(pids.join("bramble").join(&pod).join("pids.max")),
+                "100"
+            );
         }
         CgroupLayout::V2 { mount, .. } => {
             let file = |f: &str| read(mount.join(&cg).join(f));
