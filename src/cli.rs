@@ -13,6 +13,8 @@ usage:
                  [--board NAME] [--config FILE] [--max-pods N]
                  [--reserved-memory QUANTITY] [--node-label KEY=VALUE]...
   bramble kubeconfig [--data-dir DIR] [--server URL]
+  bramble check [--data-dir DIR] [--board NAME]
+  bramble export [--data-dir DIR] [--server URL] > cluster.yaml
   bramble image import FILE|pull REF|ls|rm REF|export REF FILE [--data-dir DIR]
   bramble version
 
@@ -45,6 +47,8 @@ pub fn main() -> Result<(), Error> {
     match cmd.as_str() {
         "server" => server_cmd(p),
         "kubeconfig" => kubeconfig_cmd(p),
+        "check" => check_cmd(p),
+        "export" => export_cmd(p),
         "runtime-helper" => runtime_helper_cmd(p),
         "image" => crate::image::cli::main(p, Path::new(DEFAULT_DATA_DIR)),
         "version" => {
@@ -145,7 +149,8 @@ fn server_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
     Ok(())
 }
 
-fn kubeconfig_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
+/// `--data-dir DIR --server URL`, for the commands that reach a server.
+fn data_dir_and_server(mut p: lexopt::Parser) -> Result<(PathBuf, String), Error> {
     let mut data_dir: PathBuf = DEFAULT_DATA_DIR.into();
     let mut server_url = "https://127.0.0.1:6443".to_string();
     while let Some(arg) = p.next()? {
@@ -155,6 +160,11 @@ fn kubeconfig_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
             _ => return Err(arg.unexpected().into()),
         }
     }
+    Ok((data_dir, server_url))
+}
+
+fn kubeconfig_cmd(p: lexopt::Parser) -> Result<(), Error> {
+    let (data_dir, server_url) = data_dir_and_server(p)?;
     if !data_dir.join("tls").join("ca.crt").exists() {
         return Err(format!(
             "{} has no cluster credentials yet; start `bramble server --data-dir {}` once first",
@@ -165,6 +175,44 @@ fn kubeconfig_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
     }
     let creds = pki::ensure(&data_dir)?;
     print!("{}", pki::kubeconfig(&creds, &server_url));
+    Ok(())
+}
+
+/// `bramble check`: one line per finding; fails when something required is missing.
+fn check_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
+    let mut opts = crate::check::Options {
+        data_dir: DEFAULT_DATA_DIR.into(),
+        board: None,
+    };
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("data-dir") => opts.data_dir = p.value()?.into(),
+            Long("board") => {
+                let name = p.value()?.string()?;
+                let settings = config::load(&[config::read_file(&config::find_board(&name)?)?])?;
+                opts.board = Some((name, settings.platform));
+            }
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    let findings = crate::check::run(&opts);
+    for f in &findings {
+        println!("{f}");
+    }
+    match findings
+        .iter()
+        .filter(|f| f.level == crate::check::Level::Fail)
+        .count()
+    {
+        0 => Ok(()),
+        n => Err(format!("{n} required check(s) failed: see the FAIL lines").into()),
+    }
+}
+
+/// `bramble export`: the user's objects from a running server, as YAML on stdout.
+fn export_cmd(p: lexopt::Parser) -> Result<(), Error> {
+    let (data_dir, server_url) = data_dir_and_server(p)?;
+    print!("{}", crate::export::export(&data_dir, &server_url)?);
     Ok(())
 }
 

@@ -2,10 +2,12 @@
 //! ARCHITECTURE.md for the map.
 
 pub mod api;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod controllers;
 pub mod events;
+pub mod export;
 pub mod image;
 pub mod kubelet;
 pub mod model;

@@ -198,6 +198,16 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         .detach();
         ex.spawn({
             let store = store.clone();
+            async move { crate::controllers::replicaset::run(&store).await }
+        })
+        .detach();
+        ex.spawn({
+            let store = store.clone();
+            async move { crate::controllers::gc::run(&store).await }
+        })
+        .detach();
+        ex.spawn({
+            let store = store.clone();
             async move { crate::scheduler::run(&store).await }
         })
         .detach();
@@ -448,6 +458,19 @@ pub fn notify_systemd(ex: &LocalExecutor<'static>) {
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
                 smol::Timer::after(period / 2).await;
             }
+        })
+        .detach();
+    }
+    // Test hook: BRAMBLE_TEST_WEDGE_AFTER_MS=N blocks the executor thread
+    // after N ms, as a wedged loop would, so tests see WATCHDOG=1 stop.
+    if let Some(ms) = std::env::var("BRAMBLE_TEST_WEDGE_AFTER_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        ex.spawn(async move {
+            smol::Timer::after(std::time::Duration::from_millis(ms)).await;
+            log::warn!("BRAMBLE_TEST_WEDGE_AFTER_MS: wedging the executor");
+            std::thread::sleep(std::time::Duration::from_secs(24 * 3600));
         })
         .detach();
     }

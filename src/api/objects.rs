@@ -447,8 +447,10 @@ fn delete_one(
     if std::ptr::eq(r, model::res("Namespace")) {
         return admission::delete_namespace(ctx, obj);
     }
-    if propagation == Propagation::Orphan {
-        admission::orphan_dependents(ctx, obj)?;
+    match propagation {
+        Propagation::Orphan => admission::orphan_dependents(ctx, obj)?,
+        Propagation::Foreground => crate::controllers::gc::hold_for_dependents(&ctx.store, obj)?,
+        Propagation::Background => {}
     }
     let d = ctx
         .store

@@ -2,7 +2,9 @@
 //! the cluster match what its objects declare. They read and write only
 //! through the store.
 
+pub mod gc;
 pub mod namespace;
+pub mod replicaset;
 
 use std::time::Duration;
 

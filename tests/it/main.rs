@@ -1,7 +1,9 @@
 //! One integration-test binary (fast to link); a module per story.
 
 mod api;
+mod board;
 mod boards;
+mod controllers;
 mod image_pods;
 mod images;
 mod kubectl;
