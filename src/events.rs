@@ -3,7 +3,7 @@
 //! object bumps its count instead of adding an object, as Kubernetes' event
 //! correlator does, so a crash-looping pod costs one object, not hundreds.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::model::{self, res};
 use crate::store::{Object, Store};
@@ -33,13 +33,14 @@ pub fn record(
         &about.namespace
     };
     let now = model::now();
-    // Same object, reason and message: bump the existing one.
-    let existing = store.list(events, Some(ns)).into_iter().find(|e| {
-        let v = e.value();
-        v.pointer("/involvedObject/uid").and_then(Value::as_str) == Some(about.uid.as_str())
-            && v["reason"] == reason
-            && v["message"] == message
-    });
+    // Same object, reason and message: the same name, so a repeat is found
+    // by key and bumps the existing event (no scan of all events).
+    let name = format!(
+        "{}.{:016x}",
+        about.name,
+        fnv1a(&[&about.uid, reason, message])
+    );
+    let existing = store.get(events, ns, &name);
     let result = match existing {
         Some(e) => {
             let mut v = e.value();
@@ -51,7 +52,7 @@ pub fn record(
         None => {
             let v = json!({
                 "metadata": {
-                    "name": format!("{}.{:x}", about.name, u64::from_le_bytes(model::random_bytes::<8>())),
+                    "name": name,
                     "namespace": ns,
                 },
                 "involvedObject": {
@@ -82,6 +83,17 @@ pub fn record(
             about.name
         );
     }
+}
+
+/// FNV-1a over the parts, separated: stable across runs and releases, which
+/// is all an event name needs.
+fn fnv1a(parts: &[&str]) -> u64 {
+    parts
+        .iter()
+        .flat_map(|p| p.bytes().chain([0]))
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
 }
 
 /// Events older than this go (Kubernetes keeps them an hour).

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::events::{self, Type};
 use crate::model::res;
-use crate::store::{self, Object, Store, StoreError};
+use crate::store::{Object, Store, StoreError};
 
 const COMPONENT: &str = "default-scheduler";
 
@@ -67,14 +67,8 @@ fn pod_capacity(node: &Value) -> Option<usize> {
 
 /// The node a pod bound to, while it still holds a place there: a pod that
 /// finished frees its place, as in Kubernetes.
-fn holds_place(pod: &Value) -> Option<&str> {
-    let phase = pod.pointer("/status/phase").and_then(Value::as_str);
-    if matches!(phase, Some("Succeeded" | "Failed")) {
-        return None;
-    }
-    pod.pointer("/spec/nodeName")
-        .and_then(Value::as_str)
-        .filter(|n| !n.is_empty())
+fn holds_place(pod: &Object) -> Option<&str> {
+    (!pod.finished && !pod.node_name.is_empty()).then_some(pod.node_name.as_str())
 }
 
 /// The first node that can take one more pod, or why none can, worded as the
@@ -107,14 +101,24 @@ pub fn fit<'a>(
 }
 
 pub async fn run(store: &Store) {
-    crate::controllers::level_loop(store, &[res("Pod"), res("Node")], || {
-        pass(store);
-        None
-    })
+    // Pods found not to fit, with their resourceVersion and the state of the
+    // nodes then: they are looked at again only when either changes, so a
+    // burst of new pods costs one look at each, not one at all per pod.
+    let mut unfit: HashMap<String, (u64, u64)> = HashMap::new();
+    // No settling: a new pod should be bound at once.
+    crate::controllers::level_loop(
+        store,
+        &[res("Pod"), res("Node")],
+        std::time::Duration::ZERO,
+        || {
+            pass(store, &mut unfit);
+            None
+        },
+    )
     .await
 }
 
-fn pass(store: &Store) {
+fn pass(store: &Store, unfit: &mut HashMap<String, (u64, u64)>) {
     let nodes: Vec<(String, Value)> = store
         .list(res("Node"), None)
         .into_iter()
@@ -123,30 +127,23 @@ fn pass(store: &Store) {
     if nodes.is_empty() {
         return;
     }
-    let pods: Vec<(Arc<Object>, Value)> = store
-        .list(res("Pod"), None)
-        .into_iter()
-        .map(|p| {
-            let v = p.value();
-            (p, v)
-        })
-        .collect();
+    // Filtering on the store's extracted fields: no pod is parsed unless it
+    // waits for a node.
+    let pods = store.list(res("Pod"), None);
     let mut bound: HashMap<String, usize> = HashMap::new();
-    for (_, v) in &pods {
-        if let Some(node) = holds_place(v) {
-            *bound.entry(node.to_string()).or_default() += 1;
-        }
+    for node in pods.iter().filter_map(|p| holds_place(p)) {
+        *bound.entry(node.to_string()).or_default() += 1;
     }
-    let mut waiting: Vec<&(Arc<Object>, Value)> = pods
+    let world = world_version(store, &bound);
+    let live: std::collections::HashSet<&str> = pods.iter().map(|p| p.uid.as_str()).collect();
+    unfit.retain(|uid, _| live.contains(uid.as_str()));
+    let waiting: Vec<(Arc<Object>, Value)> = pods
         .iter()
-        .filter(|(_, v)| {
-            let unscheduled = v
-                .pointer("/spec/nodeName")
-                .and_then(Value::as_str)
-                .is_none_or(str::is_empty);
-            unscheduled && !store::is_deleting(v)
-        })
+        .filter(|p| p.node_name.is_empty() && !p.deleting)
+        .filter(|p| unfit.get(&p.uid) != Some(&(p.rv, world)))
+        .map(|p| (p.clone(), p.value()))
         .collect();
+    let mut waiting: Vec<&(Arc<Object>, Value)> = waiting.iter().collect();
     // Oldest first, so that a pod created later never takes an earlier pod's place.
     waiting.sort_by_key(|(p, v)| {
         (
@@ -173,21 +170,37 @@ fn pass(store: &Store) {
                 }
                 Err(e) => log::warn!("binding pod {}/{}: {e}", p.namespace, p.name),
             },
-            Err(why) => unschedulable(store, p, v, &why),
+            Err(why) => {
+                let rv = unschedulable(store, p, v, &why);
+                unfit.insert(p.uid.clone(), (rv, world));
+            }
         }
     }
+}
+
+/// Changes whenever a node changes or a place on one is taken or freed.
+fn world_version(store: &Store, bound: &HashMap<String, usize>) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for n in store.list(res("Node"), None) {
+        std::hash::Hash::hash(&(&n.name, n.rv), &mut h);
+    }
+    let mut counts: Vec<_> = bound.iter().collect();
+    counts.sort();
+    std::hash::Hash::hash(&counts, &mut h);
+    std::hash::Hasher::finish(&h)
 }
 
 /// Marks a pod that fits nowhere PodScheduled=False with the reason, and
 /// records a FailedScheduling event when the reason is new; an unchanged
 /// reason writes nothing, so a waiting pod costs no writes while idle.
-fn unschedulable(store: &Store, pod: &Object, v: &Value, why: &str) {
+/// Returns the pod's resourceVersion afterwards.
+fn unschedulable(store: &Store, pod: &Object, v: &Value, why: &str) -> u64 {
     let conds = v.pointer("/status/conditions").and_then(Value::as_array);
     let known = conds.into_iter().flatten().any(|c| {
         c["type"] == "PodScheduled" && c["reason"] == "Unschedulable" && c["message"] == why
     });
     if known {
-        return;
+        return pod.rv;
     }
     let mut v = v.clone();
     let cond = json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": why,
@@ -200,20 +213,26 @@ fn unschedulable(store: &Store, pod: &Object, v: &Value, why: &str) {
         None => v["status"]["conditions"] = json!([cond]),
     }
     match store.update(res("Pod"), v) {
-        Ok(updated) => events::record(
-            store,
-            &updated,
-            Type::Warning,
-            "FailedScheduling",
-            why,
-            COMPONENT,
-            "",
-        ),
-        Err(e) => log::warn!(
-            "marking pod {}/{} unschedulable: {e}",
-            pod.namespace,
-            pod.name
-        ),
+        Ok(updated) => {
+            events::record(
+                store,
+                &updated,
+                Type::Warning,
+                "FailedScheduling",
+                why,
+                COMPONENT,
+                "",
+            );
+            updated.rv
+        }
+        Err(e) => {
+            log::warn!(
+                "marking pod {}/{} unschedulable: {e}",
+                pod.namespace,
+                pod.name
+            );
+            pod.rv
+        }
     }
 }
 
@@ -258,11 +277,12 @@ mod tests {
 
     #[test]
     fn finished_pods_free_their_place() {
-        let pod = |phase: &str| json!({"spec": {"nodeName": "a"}, "status": {"phase": phase}});
-        assert_eq!(holds_place(&pod("Running")), Some("a"));
-        assert_eq!(holds_place(&pod("Pending")), Some("a"));
-        assert_eq!(holds_place(&pod("Succeeded")), None);
-        assert_eq!(holds_place(&pod("Failed")), None);
-        assert_eq!(holds_place(&json!({"spec": {}})), None);
+        let pod = |v: Value| Object::from_value(res("Pod"), &v);
+        let phase = |p: &str| pod(json!({"spec": {"nodeName": "a"}, "status": {"phase": p}}));
+        assert_eq!(holds_place(&phase("Running")), Some("a"));
+        assert_eq!(holds_place(&phase("Pending")), Some("a"));
+        assert_eq!(holds_place(&phase("Succeeded")), None);
+        assert_eq!(holds_place(&phase("Failed")), None);
+        assert_eq!(holds_place(&pod(json!({"spec": {}}))), None);
     }
 }

@@ -200,6 +200,9 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<BTreeMap<_, _>>(),
+            node_name: String::new(),
+            finished: false,
+            deleting: false,
             raw: r#"{"metadata":{"name":"p"}}"#.into(),
         })
     }

@@ -17,7 +17,7 @@ pub const FOREGROUND: &str = "foregroundDeletion";
 pub async fn run(store: &Store) {
     let watched: Vec<&'static Resource> = RESOURCES.iter().collect();
     let mut retry = super::replicaset::Retry::default();
-    super::level_loop(store, &watched, || retry.after(pass(store))).await
+    super::level_loop(store, &watched, super::SETTLE, || retry.after(pass(store))).await
 }
 
 /// The only fields the collector reads, decoded without building the rest
@@ -350,15 +350,7 @@ mod tests {
             "ownerReferences": [{"apiVersion": "v1", "kind": "ReplicationController", "name": "a",
                                  "uid": "a", "controller": true, "blockOwnerDeletion": true}]},
             "spec": {"containers": []}});
-        let obj = Object {
-            resource: crate::model::res("Pod"),
-            namespace: "default".into(),
-            name: "p".into(),
-            uid: "u".into(),
-            rv: 1,
-            labels: Default::default(),
-            raw: raw.to_string().into(),
-        };
+        let obj = Object::from_value(crate::model::res("Pod"), &raw);
         let h = head(&obj);
         assert_eq!(h.owner_references, [r("a", true)]);
         assert!(h.deletion_timestamp.is_some());

@@ -11,13 +11,20 @@ use std::time::Duration;
 use crate::model::Resource;
 use crate::store::Store;
 
+/// How long loops that look at every object wait after a change before
+/// their next pass: a burst of writes (a thousand pods created) then costs
+/// a few passes, not one per write.
+pub const SETTLE: Duration = Duration::from_millis(100);
+
 /// Runs `pass` now, and again whenever an object of `resources` changes or
 /// when the last pass asked to run again after a delay. A pass looks at the
 /// current state (level-triggered), so events are only a wake-up: any number
-/// of them coalesce into one pass.
+/// of them coalesce into one pass, and after a change the loop waits
+/// `settle` so that the changes right behind it join the same pass.
 pub async fn level_loop(
     store: &Store,
     resources: &[&'static Resource],
+    settle: Duration,
     mut pass: impl FnMut() -> Option<Duration>,
 ) {
     loop {
@@ -29,6 +36,9 @@ pub async fn level_loop(
             if events.recv().await.is_err() {
                 // The store closed the watch (shutdown): idle until the end.
                 std::future::pending::<()>().await;
+            }
+            if !settle.is_zero() {
+                smol::Timer::after(settle).await;
             }
         };
         match again {

@@ -15,7 +15,7 @@ pub async fn run(store: &Store) {
         .filter(|r| r.namespaced)
         .chain([res("Namespace")])
         .collect();
-    super::level_loop(store, &watched, || pass(store)).await
+    super::level_loop(store, &watched, super::SETTLE, || pass(store)).await
 }
 
 /// One reconcile pass over every terminating namespace. Idempotent.

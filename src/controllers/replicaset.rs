@@ -67,7 +67,7 @@ fn store_err(action: impl Into<String>) -> impl FnOnce(StoreError) -> SyncError 
 pub async fn run(store: &Store) {
     let watched = [res("Pod"), res("ReplicationController"), res("ReplicaSet")];
     let mut retry = Retry::default();
-    super::level_loop(store, &watched, || retry.after(pass(store))).await
+    super::level_loop(store, &watched, super::SETTLE, || retry.after(pass(store))).await
 }
 
 /// One reconcile pass over every ReplicationController and ReplicaSet;

@@ -115,6 +115,12 @@ pub struct Object {
     pub uid: String,
     pub rv: u64,
     pub labels: BTreeMap<String, String>,
+    /// spec.nodeName (pods): what the scheduler and kubelets filter on.
+    pub node_name: String,
+    /// status.phase is Succeeded or Failed (pods).
+    pub finished: bool,
+    /// metadata.deletionTimestamp is set.
+    pub deleting: bool,
     pub raw: Arc<str>,
 }
 
@@ -138,8 +144,27 @@ impl Object {
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0),
             labels,
+            node_name: value
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            finished: matches!(
+                value.pointer("/status/phase").and_then(Value::as_str),
+                Some("Succeeded" | "Failed")
+            ),
+            deleting: is_deleting(value),
             raw,
         }
+    }
+
+    /// An object outside the store, as the store would hold it (for tests
+    /// of code that reads objects).
+    pub fn from_value(resource: &'static Resource, value: &Value) -> Object {
+        let raw: Arc<str> = serde_json::to_string(value)
+            .expect("JSON values serialize")
+            .into();
+        Object::new(resource, value, raw)
     }
 
     /// The object as a JSON tree (parsed on each call; callers keep it).
