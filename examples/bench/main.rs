@@ -3,7 +3,8 @@
 //! percentiles over repeated runs. Run with the release binary built
 //! (`make bench` does that).
 //!
-//! BENCH_IDLE_SECS (default 60) sets how long idle writes are sampled.
+//! BENCH_IDLE_SECS (default 60) sets how long idle writes are sampled;
+//! BENCH_ONLY=api|pods|images runs one section.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -401,7 +402,12 @@ fn main() {
             .unwrap_or_default()
             .trim()
     );
-    api();
-    pods::run();
-    images::run();
+    // BENCH_ONLY=api|pods|images runs one section.
+    let only = std::env::var("BENCH_ONLY").ok();
+    let sections: [(&str, fn()); 3] = [("api", api), ("pods", pods::run), ("images", images::run)];
+    for (name, run) in sections {
+        if only.as_deref().is_none_or(|o| o == name) {
+            run();
+        }
+    }
 }

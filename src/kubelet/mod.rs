@@ -396,10 +396,7 @@ impl Kubelet {
             .store
             .list(res("Pod"), None)
             .into_iter()
-            .filter(|p| {
-                p.value().pointer("/spec/nodeName").and_then(Value::as_str)
-                    == Some(self.cfg.node_name.as_str())
-            })
+            .filter(|p| p.node_name == self.cfg.node_name)
             .collect();
         let mut next: Option<Instant> = None;
         let mut at = |t: Option<Instant>| {
