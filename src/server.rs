@@ -15,6 +15,9 @@ use crate::model::{self, res};
 use crate::store::{Store, StoreError};
 use crate::{kubelet, net, node, pki};
 
+/// One of the daemon's loops over the store, as a task.
+type LoopFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+
 pub struct Config {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
@@ -191,31 +194,17 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         })
         .detach();
         first_start(&store)?;
-        ex.spawn({
-            let store = store.clone();
-            async move { crate::controllers::namespace::run(&store).await }
-        })
-        .detach();
-        ex.spawn({
-            let store = store.clone();
-            async move { crate::controllers::replicaset::run(&store).await }
-        })
-        .detach();
-        ex.spawn({
-            let store = store.clone();
-            async move { crate::controllers::gc::run(&store).await }
-        })
-        .detach();
-        ex.spawn({
-            let store = store.clone();
-            async move { crate::scheduler::run(&store).await }
-        })
-        .detach();
-        ex.spawn({
-            let store = store.clone();
-            async move { crate::events::run_expiry(&store).await }
-        })
-        .detach();
+        // The loops that only need the store, each its own task.
+        let loops: [fn(Rc<Store>) -> LoopFuture; 5] = [
+            |s| Box::pin(async move { crate::controllers::namespace::run(&s).await }),
+            |s| Box::pin(async move { crate::controllers::replicaset::run(&s).await }),
+            |s| Box::pin(async move { crate::controllers::gc::run(&s).await }),
+            |s| Box::pin(async move { crate::scheduler::run(&s).await }),
+            |s| Box::pin(async move { crate::events::run_expiry(&s).await }),
+        ];
+        for run in loops {
+            ex.spawn(run(store.clone())).detach();
+        }
         register_node(&store, &cfg)?;
         ex.spawn(image_gc(
             store.clone(),

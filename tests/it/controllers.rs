@@ -4,19 +4,7 @@
 
 use serde_json::Value;
 
-use crate::support::{Server, fixtures, missing, wait_for};
-
-/// A server with the busybox test image imported; None when a tool is
-/// missing (a failure under CI=true).
-fn server_with_busybox() -> Option<(Server, String)> {
-    if missing("kubectl") {
-        return None;
-    }
-    let fx = fixtures::busybox_image()?;
-    let s = Server::start();
-    s.import_image(&fx.oci_archive);
-    Some((s, fx.reference.clone()))
-}
+use crate::support::{Server, server_with_busybox, wait_for};
 
 /// A pod template labelled `app: APP` that runs until stopped; a short grace
 /// period so that deleted pods go quickly (sh as PID 1 ignores SIGTERM).

@@ -3,19 +3,7 @@
 
 use serde_json::Value;
 
-use crate::support::{Server, fixtures, missing, wait_for};
-
-/// A server with the busybox test image imported; None when a tool is
-/// missing (a failure under CI=true).
-fn server_with_busybox() -> Option<(Server, String)> {
-    if missing("kubectl") {
-        return None;
-    }
-    let fx = fixtures::busybox_image()?;
-    let s = Server::start();
-    s.import_image(&fx.oci_archive);
-    Some((s, fx.reference.clone()))
-}
+use crate::support::{Server, server_with_busybox, wait_for};
 
 #[test]
 fn kubectl_run_serves_logs_and_execs() {

@@ -38,6 +38,18 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A server with the busybox test image imported, and the image's name;
+/// None when a tool is missing (a failure under CI=true).
+pub fn server_with_busybox() -> Option<(Server, String)> {
+    if missing("kubectl") {
+        return None;
+    }
+    let fx = fixtures::busybox_image()?;
+    let s = Server::start();
+    s.import_image(&fx.oci_archive);
+    Some((s, fx.reference.clone()))
+}
+
 /// A fresh directory under the target dir, removed on drop.
 pub struct TempDir(pub PathBuf);
 
