@@ -153,9 +153,10 @@ pub fn updated(node: &Value, r: &Readings, now: &str) -> Option<Value> {
     changed.then_some(node)
 }
 
-/// Keeps this node's pressure conditions current.
+/// Keeps this node's pressure conditions current, and beats its heart.
 pub async fn run(store: &Store, node_name: &str, data_dir: &Path) {
     loop {
+        store.heartbeat(node_name);
         let readings = smol::unblock({
             let d = data_dir.to_path_buf();
             move || read(&d)

@@ -13,12 +13,12 @@ mod disk;
 
 use serde_json::Value;
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::model::{self, RESOURCES, Resource};
 
@@ -233,6 +233,9 @@ pub struct Store {
     writer: disk::Writer,
     dirty_tx: smol::channel::Sender<()>,
     dirty_rx: smol::channel::Receiver<()>,
+    /// When each node's kubelet was last heard from. Memory only: a
+    /// heartbeat every few seconds must not wear the SD card.
+    heartbeats: RefCell<HashMap<String, Instant>>,
 }
 
 fn index(r: &'static Resource) -> usize {
@@ -287,7 +290,20 @@ impl Store {
             writer,
             dirty_tx,
             dirty_rx,
+            heartbeats: RefCell::default(),
         }))
+    }
+
+    /// Records that `node`'s kubelet is alive now.
+    pub fn heartbeat(&self, node: &str) {
+        self.heartbeats
+            .borrow_mut()
+            .insert(node.to_string(), Instant::now());
+    }
+
+    /// When `node`'s kubelet was last heard from since this daemon started.
+    pub fn last_heartbeat(&self, node: &str) -> Option<Instant> {
+        self.heartbeats.borrow().get(node).copied()
     }
 
     /// The resourceVersion of the latest write (lists report it).
