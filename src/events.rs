@@ -38,7 +38,7 @@ pub fn record(
     let name = format!(
         "{}.{:016x}",
         about.name,
-        fnv1a(&[&about.uid, reason, message])
+        crate::model::fnv1a(&[about.uid.as_bytes(), reason.as_bytes(), message.as_bytes()])
     );
     let existing = store.get(events, ns, &name);
     let result = match existing {
@@ -83,17 +83,6 @@ pub fn record(
             about.name
         );
     }
-}
-
-/// FNV-1a over the parts, separated: stable across runs and releases, which
-/// is all an event name needs.
-fn fnv1a(parts: &[&str]) -> u64 {
-    parts
-        .iter()
-        .flat_map(|p| p.bytes().chain([0]))
-        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        })
 }
 
 /// Events older than this go (Kubernetes keeps them an hour).

@@ -175,6 +175,7 @@ fn api_version(kind: &str) -> Option<&'static str> {
         | "ReplicationController" => Some("v1"),
         "Deployment" | "ReplicaSet" | "DaemonSet" => Some("apps/v1"),
         "Job" => Some("batch/v1"),
+        "EndpointSlice" => Some("discovery.k8s.io/v1"),
         _ => None,
     }
 }
@@ -322,6 +323,25 @@ const ENDPOINTS: &[Column] = &[
     ),
     AGE,
 ];
+const ENDPOINT_SLICE: &[Column] = &[
+    NAME,
+    col(
+        "AddressType",
+        "string",
+        "addressType specifies the type of address carried by this EndpointSlice.",
+    ),
+    col(
+        "Ports",
+        "string",
+        "ports specifies the list of network ports exposed by each endpoint in this slice.",
+    ),
+    col(
+        "Endpoints",
+        "string",
+        "endpoints is a list of unique endpoints in this slice.",
+    ),
+    AGE,
+];
 const NAMESPACE: &[Column] = &[
     NAME,
     col("Status", "string", "The status of the namespace"),
@@ -365,6 +385,7 @@ fn columns(kind: &str) -> &'static [Column] {
         "Job" => JOB,
         "Service" => SERVICE,
         "Endpoints" => ENDPOINTS,
+        "EndpointSlice" => ENDPOINT_SLICE,
         "Namespace" => NAMESPACE,
         "Event" => EVENT,
         "ConfigMap" => CONFIG_MAP,
@@ -391,6 +412,23 @@ fn cells(kind: &str, obj: &Value, now: SystemTime) -> Vec<Value> {
         "Endpoints" => vec![
             name(obj),
             format_endpoints(obj).into(),
+            age(obj, now).into(),
+        ],
+        "EndpointSlice" => vec![
+            name(obj),
+            str_of(&obj["addressType"]).into(),
+            first_few(
+                list(&obj["ports"])
+                    .iter()
+                    .map(|p| int_of(&p["port"]).to_string()),
+            )
+            .into(),
+            first_few(
+                list(&obj["endpoints"])
+                    .iter()
+                    .flat_map(|e| list(&e["addresses"]).iter().map(|a| str_of(a).to_string())),
+            )
+            .into(),
             age(obj, now).into(),
         ],
         "Namespace" => vec![
@@ -781,6 +819,17 @@ fn service_external_ip(svc: &Value, ty: &str) -> String {
 }
 
 /// formatEndpoints: the first three `ip:port`s, then how many more.
+/// The first three items joined with commas and how many more there are,
+/// or `<unset>`, as kubectl prints an EndpointSlice's ports and addresses.
+fn first_few(items: impl Iterator<Item = String>) -> String {
+    let all: Vec<String> = items.collect();
+    match all.len() {
+        0 => "<unset>".into(),
+        n if n > 3 => format!("{} + {} more...", all[..3].join(","), n - 3),
+        _ => all.join(","),
+    }
+}
+
 fn format_endpoints(ep: &Value) -> String {
     const SHOWN: usize = 3;
     let subsets = list(&ep["subsets"]);
@@ -1362,6 +1411,22 @@ mod tests {
             cells("Endpoints", &json!({"metadata": {"name": "kubia"}}))[1],
             "<none>"
         );
+    }
+
+    #[test]
+    fn endpoint_slice_rows() {
+        let eps: Vec<Value> = (1..=4)
+            .map(|i| json!({"addresses": [format!("10.42.0.{i}")]}))
+            .collect();
+        let slice = json!({"metadata": {"name": "kubia-x1"}, "addressType": "IPv4",
+                           "ports": [{"port": 8080}], "endpoints": eps});
+        let row = cells("EndpointSlice", &slice);
+        assert_eq!(row[1], "IPv4");
+        assert_eq!(row[2], "8080");
+        assert_eq!(row[3], "10.42.0.1,10.42.0.2,10.42.0.3 + 1 more...");
+        let empty = json!({"metadata": {"name": "e"}, "addressType": "IPv4", "endpoints": []});
+        let row = cells("EndpointSlice", &empty);
+        assert_eq!((&row[2], &row[3]), (&json!("<unset>"), &json!("<unset>")));
     }
 
     #[test]

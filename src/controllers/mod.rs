@@ -2,6 +2,7 @@
 //! the cluster match what its objects declare. They read and write only
 //! through the store.
 
+pub mod endpoints;
 pub mod gc;
 pub mod namespace;
 pub mod replicaset;

@@ -174,10 +174,20 @@ pub static RESOURCES: &[Resource] = &[
         &[Status]
     ),
     resource!("batch", "Job", "jobs", "job", true, &[], ALL, &[Status]),
+    resource!(
+        "discovery.k8s.io",
+        "EndpointSlice",
+        "endpointslices",
+        "endpointslice",
+        true,
+        &[],
+        &[],
+        &[]
+    ),
 ];
 
 /// The API groups served besides the core group, in discovery order.
-pub const GROUPS: &[&str] = &["apps", "batch"];
+pub const GROUPS: &[&str] = &["apps", "batch", "discovery.k8s.io"];
 
 impl Resource {
     /// `v1` or `apps/v1`.
@@ -262,6 +272,17 @@ pub fn labels(obj: &Value) -> Option<&Map<String, Value>> {
 /// RFC 3339 with seconds, UTC, as Kubernetes writes timestamps.
 pub fn timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// FNV-1a over the parts, each followed by a zero byte: a hash stable across
+/// runs and releases, for names derived from content (events, slices).
+pub fn fnv1a(parts: &[&[u8]]) -> u64 {
+    parts
+        .iter()
+        .flat_map(|p| p.iter().copied().chain([0]))
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
 }
 
 pub fn now() -> String {

@@ -1175,6 +1175,45 @@ static AUTOSCALING: &[Def] = &[
     ]),
 ];
 
+static DISCOVERY: &[Def] = &[
+    // Its ports reuse core's EndpointPort: the same four fields.
+    def(
+        "EndpointSlice",
+        "EndpointSlice represents a set of service endpoints.",
+        &[
+            f("addressType", S)
+                .req()
+                .doc("addressType specifies the type of address carried by this EndpointSlice."),
+            f("endpoints", list!("Endpoint"))
+                .req()
+                .doc("endpoints is a list of unique endpoints in this slice."),
+            f("ports", list!("EndpointPort")).doc(
+                "ports specifies the list of network ports exposed by each endpoint in this slice.",
+            ),
+        ],
+    )
+    .kind("discovery.k8s.io", "v1"),
+    def(
+        "Endpoint",
+        "Endpoint represents a single logical \"backend\" implementing a service.",
+        &[
+            f("addresses", STRS).req(),
+            f("conditions", r("EndpointConditions")),
+            f("hostname", S),
+            f("targetRef", r("ObjectReference")),
+            f("deprecatedTopology", STR_MAP),
+            f("nodeName", S),
+            f("zone", S),
+            f("hints", FREE),
+        ],
+    ),
+    def(
+        "EndpointConditions",
+        "EndpointConditions represents the current condition of an endpoint.",
+        &[f("ready", B), f("serving", B), f("terminating", B)],
+    ),
+];
+
 /// Every definition with the package prefix of its schema name; short names are unique.
 static PACKAGES: &[(&str, &[Def])] = &[
     ("io.k8s.apimachinery.pkg.apis.meta.v1", META),
@@ -1182,6 +1221,7 @@ static PACKAGES: &[(&str, &[Def])] = &[
     ("io.k8s.api.apps.v1", APPS),
     ("io.k8s.api.batch.v1", BATCH),
     ("io.k8s.api.autoscaling.v1", AUTOSCALING),
+    ("io.k8s.api.discovery.v1", DISCOVERY),
 ];
 
 /// A served resource: its kind, plural, scope and whether it has a scale subresource.
@@ -1205,6 +1245,7 @@ static RESOURCES: &[Resource] = &[
     res("Pod", "pods", true, false),
     res("Service", "services", true, false),
     res("Endpoints", "endpoints", true, false),
+    res("EndpointSlice", "endpointslices", true, false),
     res("ConfigMap", "configmaps", true, false),
     res("Secret", "secrets", true, false),
     res("Namespace", "namespaces", false, false),
@@ -1223,7 +1264,12 @@ static RESOURCES: &[Resource] = &[
 ];
 
 /// The served group-versions, in the order of the OpenAPI root.
-const GROUP_VERSIONS: [(&str, &str); 3] = [("", "v1"), ("apps", "v1"), ("batch", "v1")];
+const GROUP_VERSIONS: [(&str, &str); 4] = [
+    ("", "v1"),
+    ("apps", "v1"),
+    ("batch", "v1"),
+    ("discovery.k8s.io", "v1"),
+];
 
 /// A definition and its package prefix, by short name.
 fn lookup(name: &str) -> Option<(&'static str, &'static Def)> {
@@ -1246,7 +1292,10 @@ fn documents() -> &'static [Document] {
             .iter()
             .map(|&(group, version)| {
                 let body = group_version_document(group, version);
-                let hash = format!("{:016X}", fnv1a(body.to_string().as_bytes()));
+                let hash = format!(
+                    "{:016X}",
+                    crate::model::fnv1a(&[body.to_string().as_bytes()])
+                );
                 Document {
                     path: gv_path(group, version),
                     body,
@@ -1263,12 +1312,6 @@ fn gv_path(group: &str, version: &str) -> String {
         "" => format!("api/{version}"),
         _ => format!("apis/{group}/{version}"),
     }
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
-        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 fn group_version_document(group: &str, version: &str) -> Value {
@@ -1728,16 +1771,24 @@ mod tests {
     }
 
     #[test]
-    fn root_lists_the_three_group_versions_with_their_hash() {
+    fn root_lists_the_served_group_versions_with_their_hash() {
         let root = openapi_root();
         let paths = root["paths"].as_object().expect("paths");
         assert_eq!(
             paths.keys().collect::<Vec<_>>(),
-            ["api/v1", "apis/apps/v1", "apis/batch/v1"]
+            [
+                "api/v1",
+                "apis/apps/v1",
+                "apis/batch/v1",
+                "apis/discovery.k8s.io/v1"
+            ]
         );
         for (path, entry) in paths {
             let doc = openapi_group_version(path).expect("document");
-            let hash = format!("{:016X}", fnv1a(doc.to_string().as_bytes()));
+            let hash = format!(
+                "{:016X}",
+                crate::model::fnv1a(&[doc.to_string().as_bytes()])
+            );
             assert_eq!(
                 entry["serverRelativeURL"],
                 format!("/openapi/v3/{path}?hash={hash}")
