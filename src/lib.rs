@@ -10,6 +10,7 @@ pub mod events;
 pub mod export;
 pub mod image;
 pub mod kubelet;
+pub mod manifests;
 pub mod model;
 pub mod net;
 pub mod node;

@@ -287,6 +287,11 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         )
         .map_err(ServerError::Listen)?;
         ex.spawn(api::serve(ctx.clone(), calls_rx)).detach();
+        ex.spawn(crate::manifests::run(
+            ctx.clone(),
+            cfg.data_dir.join("manifests"),
+        ))
+        .detach();
         store.durable(store.resource_version()).await;
         ctx.ready.set(true);
         notify_systemd(&ex);

@@ -39,17 +39,21 @@ pub struct Ctx {
 
 /// Handles calls until the listener's channel closes.
 pub async fn serve(ctx: Rc<Ctx>, calls: smol::channel::Receiver<Call>) {
-    while let Ok(call) = calls.recv().await {
+    while let Ok(incoming) = calls.recv().await {
         let ctx2 = ctx.clone();
         ctx.ex
             .spawn(async move {
-                let reply = handle(&ctx2, &call.request)
-                    .await
-                    .unwrap_or_else(|s| status::reply(&s));
-                let _ = call.reply.send(reply).await;
+                let reply = call(&ctx2, &incoming.request).await;
+                let _ = incoming.reply.send(reply).await;
             })
             .detach();
     }
+}
+
+/// Answers a request made inside the daemon (the manifests folder), exactly
+/// as one from the network.
+pub async fn call(ctx: &Rc<Ctx>, req: &Request) -> Reply {
+    handle(ctx, req).await.unwrap_or_else(|s| status::reply(&s))
 }
 
 async fn handle(ctx: &Rc<Ctx>, req: &Request) -> Result<Reply, Status> {

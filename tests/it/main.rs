@@ -7,6 +7,7 @@ mod controllers;
 mod image_pods;
 mod images;
 mod kubectl;
+mod manifests;
 mod pods;
 mod runtime;
 mod services;
