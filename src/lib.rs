@@ -11,6 +11,7 @@ pub mod export;
 pub mod image;
 pub mod kubelet;
 pub mod manifests;
+pub mod metrics;
 pub mod model;
 pub mod net;
 pub mod node;

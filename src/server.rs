@@ -182,6 +182,11 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         ready: false.into(),
         service_cidr: cfg.service_cidr,
         kubelet: Some(kl.clone()),
+        data_dir: cfg.data_dir.clone(),
+        node_name: cfg.node_name.clone(),
+        images: images.clone(),
+        cgroups: crate::runtime::cgroups::CgroupLayout::detect().ok(),
+        api_counters: Default::default(),
     });
     let mut signals =
         async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])

@@ -28,6 +28,19 @@ pub enum Method {
     Other,
 }
 
+impl Method {
+    pub fn verb(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+            Method::Other => "OTHER",
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Request {
     pub method: Method,

@@ -35,6 +35,11 @@ pub struct Ctx {
     pub service_cidr: crate::net::Cidr,
     /// This board's kubelet: logs and exec of its pods.
     pub kubelet: Option<Rc<crate::kubelet::Kubelet>>,
+    pub data_dir: std::path::PathBuf,
+    pub node_name: String,
+    pub images: std::sync::Arc<crate::image::ImageStore>,
+    pub cgroups: Option<crate::runtime::cgroups::CgroupLayout>,
+    pub api_counters: crate::metrics::ApiCounters,
 }
 
 /// Handles calls until the listener's channel closes.
@@ -43,7 +48,14 @@ pub async fn serve(ctx: Rc<Ctx>, calls: smol::channel::Receiver<Call>) {
         let ctx2 = ctx.clone();
         ctx.ex
             .spawn(async move {
+                let started = std::time::Instant::now();
                 let reply = call(&ctx2, &incoming.request).await;
+                let code = match &reply {
+                    Reply::Full { status, .. } => *status,
+                    _ => 200,
+                };
+                ctx2.api_counters
+                    .record(incoming.request.method.verb(), code, started.elapsed());
                 let _ = incoming.reply.send(reply).await;
             })
             .detach();
@@ -99,7 +111,17 @@ async fn handle(ctx: &Rc<Ctx>, req: &Request) -> Result<Reply, Status> {
         Route::Metrics => Ok(Reply::Full {
             status: 200,
             content_type: "text/plain; version=0.0.4",
-            body: metrics(ctx).into_bytes(),
+            body: crate::metrics::render(
+                &ctx.api_counters,
+                &crate::metrics::Sources {
+                    store: &ctx.store,
+                    data_dir: &ctx.data_dir,
+                    node_name: &ctx.node_name,
+                    pulls: ctx.images.pull_counts(),
+                    cgroups: ctx.cgroups.as_ref(),
+                },
+            )
+            .into_bytes(),
         }),
         Route::Object(target) => objects::handle(ctx, req, &target).await,
     }
@@ -107,22 +129,4 @@ async fn handle(ctx: &Rc<Ctx>, req: &Request) -> Result<Reply, Status> {
 
 pub fn json(v: Value) -> Reply {
     Reply::json(200, serde_json::to_vec(&v).expect("JSON values serialize"))
-}
-
-fn metrics(ctx: &Ctx) -> String {
-    let mut out = String::new();
-    out.push_str("# TYPE bramble_store_resource_version counter\n");
-    out.push_str(&format!(
-        "bramble_store_resource_version {}\n",
-        ctx.store.resource_version()
-    ));
-    out.push_str("# TYPE bramble_store_objects gauge\n");
-    for r in crate::model::RESOURCES {
-        out.push_str(&format!(
-            "bramble_store_objects{{resource=\"{}\"}} {}\n",
-            r.key(),
-            ctx.store.list(r, None).len()
-        ));
-    }
-    out
 }

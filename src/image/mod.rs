@@ -32,6 +32,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use auth::Credentials;
 pub use digest::Digest;
@@ -249,6 +250,9 @@ pub struct ImageStore {
     db: Mutex<rusqlite::Connection>,
     registries: Registries,
     platform: Platform,
+    /// Pulls started and pulls failed, for /metrics.
+    pulls: AtomicU64,
+    failed_pulls: AtomicU64,
 }
 
 /// Where the layers of an image come from while it is stored: a registry or
@@ -300,6 +304,8 @@ impl ImageStore {
             db: Mutex::new(db),
             registries: Registries::default(),
             platform: Platform::host(),
+            pulls: AtomicU64::new(0),
+            failed_pulls: AtomicU64::new(0),
         })
     }
 
@@ -334,8 +340,31 @@ impl ImageStore {
         import::import_folder(self)
     }
 
+    /// (pulls started, pulls failed) since the store was opened.
+    pub fn pull_counts(&self) -> (u64, u64) {
+        (
+            self.pulls.load(Ordering::Relaxed),
+            self.failed_pulls.load(Ordering::Relaxed),
+        )
+    }
+
     /// Pulls `reference` for `platform` from its registry (or a mirror).
     pub fn pull(
+        &self,
+        reference: &str,
+        platform: &Platform,
+        creds: &Credentials,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<ImageRecord, ImageError> {
+        self.pulls.fetch_add(1, Ordering::Relaxed);
+        let pulled = self.pull_from_registry(reference, platform, creds, progress);
+        if pulled.is_err() {
+            self.failed_pulls.fetch_add(1, Ordering::Relaxed);
+        }
+        pulled
+    }
+
+    fn pull_from_registry(
         &self,
         reference: &str,
         platform: &Platform,

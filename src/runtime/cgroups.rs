@@ -156,6 +156,41 @@ impl CgroupLayout {
         }
     }
 
+    /// What the pod's cgroup has used: memory now (v2 memory.current, v1
+    /// memory.usage_in_bytes) and CPU time so far (v2 cpu.stat usage_usec,
+    /// v1 cpuacct.usage in ns). None where the controller is off.
+    pub fn pod_usage(&self, pod_uid: &str) -> Usage {
+        let read = |p: PathBuf| std::fs::read_to_string(p).ok();
+        let number = |t: Option<String>| t.and_then(|t| t.trim().parse::<u64>().ok());
+        let pod = Path::new("bramble").join(pod_uid);
+        match self {
+            Self::V2 { mount, .. } => Usage {
+                memory_bytes: number(read(mount.join(&pod).join("memory.current"))),
+                cpu_usec: read(mount.join(&pod).join("cpu.stat")).and_then(|t| {
+                    t.lines()
+                        .find_map(|l| l.strip_prefix("usage_usec "))
+                        .and_then(|v| v.trim().parse().ok())
+                }),
+            },
+            Self::V1 {
+                hierarchies,
+                memory,
+            } => Usage {
+                memory_bytes: memory
+                    .as_ref()
+                    .and_then(|m| number(read(m.join(&pod).join("memory.usage_in_bytes")))),
+                cpu_usec: hierarchies
+                    .iter()
+                    .find(|h| {
+                        h.file_name()
+                            .is_some_and(|n| n.to_string_lossy().contains("cpuacct"))
+                    })
+                    .and_then(|h| number(read(h.join(&pod).join("cpuacct.usage"))))
+                    .map(|ns| ns / 1000),
+            },
+        }
+    }
+
     /// The container's directory in every hierarchy.
     pub fn container_dirs(&self, pod_uid: &str, name: &str) -> Vec<PathBuf> {
         self.pod_dirs(pod_uid)
@@ -175,6 +210,12 @@ impl CgroupLayout {
             Self::V2 { mount, memory } => memory.then(|| mount.join(rel).join("memory.events")),
         }
     }
+}
+
+#[derive(Debug, Default, PartialEq)]
+pub struct Usage {
+    pub memory_bytes: Option<u64>,
+    pub cpu_usec: Option<u64>,
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal.

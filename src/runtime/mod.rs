@@ -13,7 +13,7 @@
 //! /etc files), `spec` (OCI spec, pure), `cgroups` (layout, values, OOM counter), `mounts`
 //! (overlay, tmpfs, binds), `process` (pidfds, start times).
 
-mod cgroups;
+pub mod cgroups;
 mod client;
 mod containers;
 mod error;

@@ -10,6 +10,7 @@
 //! is always a prefix of the sequence of writes.
 
 mod disk;
+pub use disk::db_path;
 
 use serde_json::Value;
 use std::cell::{Cell, RefCell};

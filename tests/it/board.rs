@@ -392,3 +392,79 @@ fn systemd_units_verify() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The value of the first sample of `metric` whose line contains `labels`.
+fn sample(text: &str, metric: &str, labels: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| l.starts_with(metric) && l.contains(labels))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn metrics_report_pods_api_store_and_process() {
+    let Some((s, image)) = crate::support::server_with_busybox() else {
+        return;
+    };
+    // A pod that holds 8 MiB in memory and burns some CPU.
+    s.apply(&format!(
+        "apiVersion: v1
+kind: Pod
+metadata: {{name: busy}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: {image}
+    imagePullPolicy: Never
+    command: [sh, -c, 'head -c 8388608 /dev/zero > /dev/shm/ballast; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 3600']
+"
+    ));
+    s.wait_phase("busy", "Running", 30);
+    let pod = "namespace=\"default\",pod=\"busy\"";
+    let text = crate::support::wait_for(20, "the pod's usage in /metrics", || {
+        let (code, text) = s.request_text(Some(&s.token), "GET", "/metrics", None, b"");
+        assert_eq!(code, 200);
+        sample(&text, "bramble_pod_cpu_seconds_total", pod)
+            .filter(|cpu| *cpu > 0.0)
+            .and(sample(&text, "bramble_pod_memory_bytes", pod))
+            .filter(|mem| *mem >= 8.0 * 1024.0 * 1024.0)
+            .map(|_| text)
+    });
+    assert!(
+        sample(
+            &text,
+            "bramble_api_requests_total",
+            "verb=\"GET\",code=\"200\""
+        )
+        .unwrap()
+            >= 1.0
+    );
+    assert!(sample(&text, "bramble_api_request_duration_seconds_count", "").unwrap() >= 1.0);
+    assert_eq!(
+        sample(&text, "bramble_store_objects", "resource=\"pods\""),
+        Some(1.0)
+    );
+    assert!(sample(&text, "bramble_store_disk_bytes", "").unwrap() > 0.0);
+    assert!(sample(&text, "process_resident_memory_bytes", "").unwrap() > 1e6);
+    assert!(sample(&text, "process_open_fds", "").unwrap() > 3.0);
+    assert!(
+        sample(
+            &text,
+            "bramble_node_memory_used_bytes",
+            "node=\"test-node\""
+        )
+        .unwrap()
+            > 0.0
+    );
+    assert!(
+        sample(
+            &text,
+            "bramble_node_cpu_seconds_total",
+            "node=\"test-node\""
+        )
+        .unwrap()
+            > 0.0
+    );
+    assert_eq!(sample(&text, "bramble_image_pulls_total", ""), Some(0.0));
+}
