@@ -5,9 +5,7 @@ DESTDIR ?=
 CARGO   ?= cargo
 RUN_DIR ?= /tmp/bramble-run
 
-export BRAMBLE_GIT_REVISION := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
-
-.PHONY: all build release deps run test unit lint bench install clean
+.PHONY: all build release deps run test unit lint bench install clean cross-aarch64 cross-armv7
 
 all: build
 
@@ -43,12 +41,16 @@ bench: deps
 	$(CARGO) run --release --example bench
 
 install: release
-	install -D -m 0755 target/release/bramble $(DESTDIR)$(PREFIX)/bin/bramble
-	install -D -m 0644 systemd/bramble.service $(DESTDIR)/etc/systemd/system/bramble.service
-	install -D -m 0644 systemd/bramble-agent.service $(DESTDIR)/etc/systemd/system/bramble-agent.service
-	test -e $(DESTDIR)/etc/default/bramble || install -D -m 0644 systemd/bramble.env $(DESTDIR)/etc/default/bramble
-	install -d $(DESTDIR)$(PREFIX)/share/bramble/board-configs
-	install -m 0644 board-configs/*.toml $(DESTDIR)$(PREFIX)/share/bramble/board-configs/
+	scripts/install-board.sh --binary target/release/bramble --prefix $(PREFIX) --destdir "$(DESTDIR)" --no-start
+
+# Board binaries: `cross` when a container engine is there, Debian's cross
+# toolchain otherwise (scripts/cross-build.sh). TEST=1 also runs the unit
+# tests under qemu-user.
+cross-aarch64:
+	scripts/cross-build.sh aarch64 $(if $(TEST),--test)
+
+cross-armv7:
+	scripts/cross-build.sh armv7 $(if $(TEST),--test)
 
 clean:
 	$(CARGO) clean

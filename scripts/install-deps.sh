@@ -11,6 +11,8 @@ apt_pkgs=(
   docker-registry apache2-utils    # a real registry (and htpasswd) for pull tests
   curl jq sqlite3 python3-pip openssl
   iproute2 nftables iptables       # multi-board network namespaces
+  containernetworking-plugins      # pod networking (bridge, host-local, portmap)
+  systemd file                     # systemd-analyze verify on the units; file(1) on cross builds
 )
 missing=()
 for p in "${apt_pkgs[@]}"; do

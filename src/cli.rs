@@ -55,7 +55,7 @@ pub fn main() -> Result<(), Error> {
             println!(
                 "bramble {} (git {}, kubernetes API v1.{})",
                 env!("CARGO_PKG_VERSION"),
-                option_env!("BRAMBLE_GIT_REVISION").unwrap_or("unknown"),
+                env!("BRAMBLE_GIT_REVISION"),
                 crate::api::discovery::KUBE_MINOR
             );
             Ok(())

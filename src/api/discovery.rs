@@ -24,7 +24,7 @@ pub fn version() -> Value {
         "major": "1",
         "minor": KUBE_MINOR.to_string(),
         "gitVersion": format!("v1.{KUBE_MINOR}.0-bramble.{}", env!("CARGO_PKG_VERSION")),
-        "gitCommit": option_env!("BRAMBLE_GIT_REVISION").unwrap_or("unknown"),
+        "gitCommit": env!("BRAMBLE_GIT_REVISION"),
         "gitTreeState": "clean",
         "buildDate": "",
         "goVersion": "",
