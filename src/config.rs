@@ -131,6 +131,7 @@ pub struct BoardConfig {
     pub node_failure: NodeFailureTable,
     pub image_gc: ImageGcTable,
     pub devices: DevicesTable,
+    pub security: SecurityTable,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -179,6 +180,14 @@ pub struct ImageGcTable {
 #[serde(deny_unknown_fields, default)]
 pub struct DevicesTable {
     pub allowed: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityTable {
+    pub allow_privileged: Option<bool>,
+    pub allow_host_network: Option<bool>,
+    pub host_path_prefixes: Option<Vec<String>>,
 }
 
 const MAX_PODS: std::ops::RangeInclusive<u32> = 1..=250;
@@ -295,6 +304,17 @@ impl BoardConfig {
                 return Err(format!("{d:?} is not a path under /dev/"));
             }
         }
+        for p in self.security.host_path_prefixes.iter().flatten() {
+            let plain = Path::new(p).components().all(|c| {
+                matches!(
+                    c,
+                    std::path::Component::RootDir | std::path::Component::Normal(_)
+                )
+            });
+            if !p.starts_with('/') || !plain {
+                return Err(format!("{p:?} is not an absolute path without \"..\""));
+            }
+        }
         Ok(())
     }
 }
@@ -321,8 +341,9 @@ pub struct Settings {
     pub pod_eviction_timeout: Duration,
     pub image_gc_high_percent: u8,
     pub image_gc_low_percent: u8,
-    /// Read and validated for device plugins, which do not exist yet.
-    pub allowed_devices: Vec<PathBuf>,
+    /// What pods may do on this board: privileged, host network, hostPath
+    /// prefixes, host devices. Nothing of it by default.
+    pub security: crate::security::Policy,
 }
 
 impl Settings {
@@ -380,13 +401,24 @@ impl Settings {
             )?,
             image_gc_high_percent: high,
             image_gc_low_percent: low,
-            allowed_devices: c
-                .devices
-                .allowed
-                .iter()
-                .flatten()
-                .map(PathBuf::from)
-                .collect(),
+            security: crate::security::Policy {
+                allow_privileged: c.security.allow_privileged.unwrap_or(false),
+                allow_host_network: c.security.allow_host_network.unwrap_or(false),
+                host_path_prefixes: c
+                    .security
+                    .host_path_prefixes
+                    .iter()
+                    .flatten()
+                    .map(PathBuf::from)
+                    .collect(),
+                allowed_devices: c
+                    .devices
+                    .allowed
+                    .iter()
+                    .flatten()
+                    .map(PathBuf::from)
+                    .collect(),
+            },
         })
     }
 }
@@ -745,6 +777,11 @@ low_percent = 70
 
 [devices]
 allowed = ["/dev/gpiomem"]
+
+[security]
+allow_privileged = true
+allow_host_network = false
+host_path_prefixes = ["/srv/bramble"]
 "#;
 
     #[test]
@@ -766,7 +803,15 @@ allowed = ["/dev/gpiomem"]
         assert_eq!(s.node_monitor_grace, Duration::from_secs(60));
         assert_eq!(s.pod_eviction_timeout, Duration::from_secs(600));
         assert_eq!((s.image_gc_high_percent, s.image_gc_low_percent), (90, 70));
-        assert_eq!(s.allowed_devices, vec![PathBuf::from("/dev/gpiomem")]);
+        assert_eq!(
+            s.security,
+            crate::security::Policy {
+                allow_privileged: true,
+                allow_host_network: false,
+                host_path_prefixes: vec![PathBuf::from("/srv/bramble")],
+                allowed_devices: vec![PathBuf::from("/dev/gpiomem")],
+            }
+        );
     }
 
     #[test]
@@ -871,6 +916,10 @@ allowed = ["/dev/gpiomem"]
             (
                 "[devices]\nallowed = [\"/dev/../etc\"]",
                 "x.toml:2: allowed in [devices]",
+            ),
+            (
+                "[security]\nhost_path_prefixes = [\"/srv/../etc\"]",
+                "x.toml:2: host_path_prefixes in [security]",
             ),
         ] {
             let e = layer("x.toml", text).unwrap_err().to_string();

@@ -18,5 +18,6 @@ pub mod node;
 pub mod pki;
 pub mod runtime;
 pub mod scheduler;
+pub mod security;
 pub mod server;
 pub mod store;

@@ -187,6 +187,7 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         images: images.clone(),
         cgroups: crate::runtime::cgroups::CgroupLayout::detect().ok(),
         api_counters: Default::default(),
+        security: cfg.board.security.clone(),
     });
     let mut signals =
         async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])

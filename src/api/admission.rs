@@ -1,6 +1,7 @@
 //! What the API server does to objects of particular kinds on their way into
 //! the store, beyond defaulting and validation: namespace checks, Service IP
-//! and port allocation, resetting pod status, namespace deletion.
+//! and port allocation, the board's pod security policy, resetting pod
+//! status, namespace deletion.
 
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -31,6 +32,14 @@ pub fn on_create(ctx: &Ctx, r: &'static Resource, v: &mut Value) -> Result<(), S
     }
     match r.kind {
         "Pod" => {
+            let refused = crate::security::violations(v, &ctx.security);
+            if !refused.is_empty() {
+                return Err(Status::forbidden(format!(
+                    "pods \"{}\" is forbidden: this board does not allow it: {}",
+                    model::name(v),
+                    refused.join("; ")
+                )));
+            }
             // Clients do not set a new pod's status.
             v["status"] = json!({"phase": "Pending", "qosClass": v.pointer("/status/qosClass").cloned().unwrap_or(Value::Null)});
             if v["status"]["qosClass"].is_null() {

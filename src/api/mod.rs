@@ -40,6 +40,8 @@ pub struct Ctx {
     pub images: std::sync::Arc<crate::image::ImageStore>,
     pub cgroups: Option<crate::runtime::cgroups::CgroupLayout>,
     pub api_counters: crate::metrics::ApiCounters,
+    /// What pods may do on this board (admission refuses the rest).
+    pub security: crate::security::Policy,
 }
 
 /// Handles calls until the listener's channel closes.
