@@ -9,4 +9,5 @@ mod images;
 mod kubectl;
 mod pods;
 mod runtime;
+mod scheduling;
 mod support;
