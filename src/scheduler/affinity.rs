@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::filter::Reason;
 use super::snapshot::{
-    LabelSelector, Node, NodeSelectorTerm, Pod, PodAffinityTerm, Requirement, Snapshot,
+    LabelSelector, Node, NodeSelectorTerm, Pod, PodAffinityTerm, Requirement, Snapshot, TermKind,
 };
 
 /// One requirement against a label's value (None: the label is absent).
@@ -91,6 +91,23 @@ pub fn term_matches_pod(
 
 type Domains<'a> = HashMap<(&'a str, &'a str), i64>;
 
+/// Adds `w` per pod to the domains of the nodes where `counts` has pods.
+fn add_per_node<'a>(
+    domains: &mut Domains<'a>,
+    snap: &'a Snapshot,
+    t: &'a PodAffinityTerm,
+    counts: &[u32],
+    w: i64,
+) {
+    for (i, &c) in counts.iter().enumerate() {
+        if c > 0
+            && let Some(d) = domain(snap, i, &t.topology_key)
+        {
+            *domains.entry(d).or_default() += w * i64::from(c);
+        }
+    }
+}
+
 /// The required inter-pod rules for one pod, counted once per decision over
 /// the placed pods (Kubernetes' InterPodAffinity PreFilter).
 #[derive(Default)]
@@ -118,37 +135,29 @@ impl<'a> Required<'a> {
         let mut r = Required::default();
         let a = &pod.affinity;
         let ns = &snap.namespaces;
-        if !a.required.is_empty() || !a.required_anti.is_empty() {
-            debug_assert!(
-                snap.placed.is_some(),
-                "snapshot built without pods for affinity"
-            );
-            for (i, other) in snap.placed.iter().flatten() {
-                if !a.required.is_empty()
-                    && a.required.iter().all(|t| term_matches_pod(t, other, ns))
-                {
+        if let Some(first) = a.required.first() {
+            snap.candidates(first, |i, other| {
+                if a.required.iter().all(|t| term_matches_pod(t, other, ns)) {
                     for t in &a.required {
-                        if let Some(d) = domain(snap, *i, &t.topology_key) {
+                        if let Some(d) = domain(snap, i, &t.topology_key) {
                             *r.affinity.entry(d).or_default() += 1;
                         }
                     }
                 }
-                for t in &a.required_anti {
-                    if term_matches_pod(t, other, ns)
-                        && let Some(d) = domain(snap, *i, &t.topology_key)
-                    {
-                        *r.anti.entry(d).or_default() += 1;
-                    }
-                }
-            }
+            });
         }
-        for (i, other) in &snap.with_affinity {
-            for t in &other.affinity.required_anti {
-                if term_matches_pod(t, pod, ns)
-                    && let Some(d) = domain(snap, *i, &t.topology_key)
+        for t in &a.required_anti {
+            snap.candidates(t, |i, other| {
+                if term_matches_pod(t, other, ns)
+                    && let Some(d) = domain(snap, i, &t.topology_key)
                 {
-                    *r.existing_anti.entry(d).or_default() += 1;
+                    *r.anti.entry(d).or_default() += 1;
                 }
+            });
+        }
+        for ((kind, t), counts) in &snap.placed_terms {
+            if *kind == TermKind::Anti && term_matches_pod(t, pod, ns) {
+                add_per_node(&mut r.existing_anti, snap, t, counts, 1);
             }
         }
         r.self_match = a.required.iter().all(|t| term_matches_pod(t, pod, ns));
@@ -203,7 +212,7 @@ impl<'a> Required<'a> {
 pub fn preferred_scores<'a>(snap: &'a Snapshot, pod: &'a Pod, nodes: &[usize]) -> Option<Vec<i64>> {
     let a = &pod.affinity;
     let own = !a.preferred.is_empty() || !a.preferred_anti.is_empty();
-    if !own && snap.with_affinity.is_empty() {
+    if !own && snap.placed_terms.is_empty() {
         return None;
     }
     let mut domains: Domains = HashMap::new();
@@ -215,26 +224,23 @@ pub fn preferred_scores<'a>(snap: &'a Snapshot, pod: &'a Pod, nodes: &[usize]) -
             *domains.entry(d).or_default() += w;
         }
     };
-    if own {
-        for (i, other) in snap.placed.iter().flatten() {
-            for (w, t) in &a.preferred {
-                add(*i, t, *w, other);
-            }
-            for (w, t) in &a.preferred_anti {
-                add(*i, t, -w, other);
-            }
-        }
+    let terms = a
+        .preferred
+        .iter()
+        .map(|(w, t)| (*w, t))
+        .chain(a.preferred_anti.iter().map(|(w, t)| (-w, t)));
+    for (w, t) in terms {
+        snap.candidates(t, |i, other| add(i, t, w, other));
     }
-    for (i, other) in &snap.with_affinity {
-        let b = &other.affinity;
-        for t in &b.required {
-            add(*i, t, 1, pod);
-        }
-        for (w, t) in &b.preferred {
-            add(*i, t, *w, pod);
-        }
-        for (w, t) in &b.preferred_anti {
-            add(*i, t, -w, pod);
+    for ((kind, t), counts) in &snap.placed_terms {
+        let w = match kind {
+            // kube-scheduler's hardPodAffinityWeight.
+            TermKind::Affinity => 1,
+            TermKind::Preferred(w) => *w,
+            TermKind::Anti => continue,
+        };
+        if term_matches_pod(t, pod, &snap.namespaces) {
+            add_per_node(&mut domains, snap, t, counts, w);
         }
     }
     if domains.is_empty() {

@@ -168,8 +168,9 @@ impl Scheduler {
                     .ok()
             })
             .collect();
-        let track_pods = waiting.iter().any(|(_, p)| !p.affinity.is_empty())
-            || placed.iter().any(|(_, p)| !p.affinity.is_empty());
+        // Placed pods' own terms are indexed always; every placed pod is
+        // kept only for the terms of a waiting pod.
+        let track_pods = waiting.iter().any(|(_, p)| !p.affinity.is_empty());
         let ns_labels = namespaces
             .iter()
             .map(|n| (n.name.clone(), n.labels.clone()))

@@ -71,7 +71,7 @@ fn resources<K: std::borrow::Borrow<str> + Ord, V: std::borrow::Borrow<Value>>(
     }
 }
 
-#[derive(Deserialize, Default, Clone, Debug, PartialEq)]
+#[derive(Deserialize, Default, Clone, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Requirement {
     pub key: String,
@@ -89,7 +89,7 @@ pub struct NodeSelectorTerm {
     pub match_fields: Vec<Requirement>,
 }
 
-#[derive(Deserialize, Default, Clone, Debug, PartialEq)]
+#[derive(Deserialize, Default, Clone, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "camelCase", default)]
 pub struct LabelSelector {
     #[serde(deserialize_with = "nullable")]
@@ -116,7 +116,7 @@ pub struct Taint {
 }
 
 /// One pod (anti-)affinity term, its namespaces resolved against its pod.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PodAffinityTerm {
     /// None: the term matches no pod (Kubernetes' null labelSelector).
     pub selector: Option<LabelSelector>,
@@ -138,6 +138,15 @@ impl PodAffinity {
     pub fn is_empty(&self) -> bool {
         *self == PodAffinity::default()
     }
+}
+
+/// What a placed pod's term asks: required affinity or anti-affinity, or a
+/// preference with its weight (negative for anti-affinity).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TermKind {
+    Affinity,
+    Anti,
+    Preferred(i64),
 }
 
 /// A host port a container asks for.
@@ -563,11 +572,16 @@ pub struct Snapshot {
     pub namespaces: HashMap<String, BTreeMap<String, String>>,
     /// Owner uid → its pods per node index.
     owners: HashMap<String, Vec<u32>>,
-    /// Every placed pod with its node, kept only when some pod uses pod
-    /// (anti-)affinity.
+    /// Every placed pod with its node, kept only when a pod to place has
+    /// pod (anti-)affinity terms.
     pub placed: Option<Vec<(usize, Arc<Pod>)>>,
-    /// Placed pods that have pod (anti-)affinity terms of their own.
-    pub with_affinity: Vec<(usize, Arc<Pod>)>,
+    /// Label key → value → indexes into `placed`, so a term's matchLabels
+    /// finds its few candidates without looking at every placed pod.
+    by_label: HashMap<String, HashMap<String, Vec<usize>>>,
+    /// The distinct (anti-)affinity terms of placed pods, with how many
+    /// pods carry each per node index: replicas share their terms, so a
+    /// decision looks at a few terms, not at every placed pod.
+    pub placed_terms: HashMap<(TermKind, PodAffinityTerm), Vec<u32>>,
 }
 
 impl Snapshot {
@@ -600,7 +614,8 @@ impl Snapshot {
             namespaces,
             owners: HashMap::new(),
             placed: track_pods.then(Vec::new),
-            with_affinity: Vec::new(),
+            by_label: HashMap::new(),
+            placed_terms: HashMap::new(),
         };
         for (node, pod) in placed {
             if let Some(&i) = s.by_name.get(&node) {
@@ -629,10 +644,65 @@ impl Snapshot {
                 .or_insert_with(|| vec![0; len])[i] += 1;
         }
         if let Some(placed) = &mut self.placed {
+            for (k, v) in &pod.labels {
+                let values = self.by_label.entry(k.clone()).or_default();
+                values.entry(v.clone()).or_default().push(placed.len());
+            }
             placed.push((i, pod.clone()));
         }
-        if !pod.affinity.is_empty() {
-            self.with_affinity.push((i, pod.clone()));
+        let a = &pod.affinity;
+        let terms = (a.required.iter().map(|t| (TermKind::Affinity, t)))
+            .chain(a.required_anti.iter().map(|t| (TermKind::Anti, t)))
+            .chain(
+                a.preferred
+                    .iter()
+                    .map(|(w, t)| (TermKind::Preferred(*w), t)),
+            )
+            .chain(
+                a.preferred_anti
+                    .iter()
+                    .map(|(w, t)| (TermKind::Preferred(-w), t)),
+            );
+        for (kind, t) in terms {
+            let len = self.nodes.len();
+            self.placed_terms
+                .entry((kind, t.clone()))
+                .or_insert_with(|| vec![0; len])[i] += 1;
+        }
+    }
+
+    /// Calls `f` with the node index of each placed pod that may match
+    /// `t`'s label selector (callers still check the whole term): those
+    /// with the rarest of its matchLabels, or every placed pod.
+    pub fn candidates(&self, t: &PodAffinityTerm, mut f: impl FnMut(usize, &Pod)) {
+        let Some(selector) = &t.selector else {
+            return;
+        };
+        debug_assert!(
+            self.placed.is_some(),
+            "snapshot built without pods for affinity"
+        );
+        let placed = self.placed.as_deref().unwrap_or_default();
+        let lists: Option<Vec<&Vec<usize>>> = selector
+            .match_labels
+            .iter()
+            .map(|(k, v)| self.by_label.get(k)?.get(v))
+            .collect();
+        match lists {
+            // Some label no placed pod has: no candidate.
+            None => {}
+            Some(lists) => match lists.into_iter().min_by_key(|l| l.len()) {
+                Some(rarest) => {
+                    for &j in rarest {
+                        f(placed[j].0, &placed[j].1);
+                    }
+                }
+                None => {
+                    for (i, p) in placed {
+                        f(*i, p);
+                    }
+                }
+            },
         }
     }
 
