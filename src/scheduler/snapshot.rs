@@ -519,9 +519,11 @@ impl Node {
         } = doc;
         let mut taints = spec.taints;
         let ready = status.conditions.iter().find(|c| c.kind == "Ready");
+        // The controller's NoExecute taint alone does not keep new pods
+        // off: every pod tolerates it for a while (DefaultTolerationSeconds).
         let lifecycle_tainted = taints
             .iter()
-            .any(|t| t.key == NOT_READY || t.key == UNREACHABLE);
+            .any(|t| (t.key == NOT_READY || t.key == UNREACHABLE) && t.effect == "NoSchedule");
         match ready.map(|c| c.status.as_str()) {
             Some("True") => {}
             _ if lifecycle_tainted => {}
@@ -783,13 +785,25 @@ mod tests {
             node(json!(null), json!(null)),
             ["node.kubernetes.io/unreachable:NoSchedule"]
         );
-        // The node lifecycle controller's own taints are not doubled.
+        // The node lifecycle controller's own taints are not doubled...
+        let both = json!([{"key": UNREACHABLE, "effect": "NoExecute"}, {"key": UNREACHABLE, "effect": "NoSchedule"}]);
+        assert_eq!(
+            node(json!([{"type": "Ready", "status": "Unknown"}]), both),
+            [
+                "node.kubernetes.io/unreachable:NoExecute",
+                "node.kubernetes.io/unreachable:NoSchedule"
+            ]
+        );
+        // ...but its NoExecute taint alone gets the NoSchedule one beside it.
         assert_eq!(
             node(
                 json!([{"type": "Ready", "status": "Unknown"}]),
                 json!([{"key": UNREACHABLE, "effect": "NoExecute"}])
             ),
-            ["node.kubernetes.io/unreachable:NoExecute"]
+            [
+                "node.kubernetes.io/unreachable:NoExecute",
+                "node.kubernetes.io/unreachable:NoSchedule"
+            ]
         );
     }
 }
