@@ -4,7 +4,7 @@
 //! (`make bench` does that).
 //!
 //! BENCH_IDLE_SECS (default 60) sets how long idle writes are sampled;
-//! BENCH_ONLY=api|pods|images runs one section.
+//! BENCH_ONLY=api|pods|images|scheduler runs one section.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -390,6 +390,7 @@ fn api() {
 
 mod images;
 mod pods;
+mod scheduler;
 
 fn main() {
     println!("# bramble benchmark\n");
@@ -402,9 +403,14 @@ fn main() {
             .unwrap_or_default()
             .trim()
     );
-    // BENCH_ONLY=api|pods|images runs one section.
+    // BENCH_ONLY=api|pods|images|scheduler runs one section.
     let only = std::env::var("BENCH_ONLY").ok();
-    let sections: [(&str, fn()); 3] = [("api", api), ("pods", pods::run), ("images", images::run)];
+    let sections: [(&str, fn()); 4] = [
+        ("api", api),
+        ("pods", pods::run),
+        ("images", images::run),
+        ("scheduler", scheduler::run),
+    ];
     for (name, run) in sections {
         if only.as_deref().is_none_or(|o| o == name) {
             run();

@@ -11,5 +11,6 @@ mod kubectl;
 mod manifests;
 mod pods;
 mod runtime;
+mod scheduling;
 mod services;
 mod support;
