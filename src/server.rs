@@ -195,9 +195,10 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         .detach();
         first_start(&store)?;
         // The loops that only need the store, each its own task.
-        let loops: [fn(Rc<Store>) -> LoopFuture; 5] = [
+        let loops: &[fn(Rc<Store>) -> LoopFuture] = &[
             |s| Box::pin(async move { crate::controllers::namespace::run(&s).await }),
             |s| Box::pin(async move { crate::controllers::replicaset::run(&s).await }),
+            |s| Box::pin(async move { crate::controllers::deployment::run(&s).await }),
             |s| Box::pin(async move { crate::controllers::gc::run(&s).await }),
             |s| Box::pin(async move { crate::scheduler::run(&s).await }),
             |s| Box::pin(async move { crate::events::run_expiry(&s).await }),
