@@ -348,8 +348,10 @@ fn deleting_a_deployment_cascades_unless_orphaned() {
         return;
     };
     s.apply(&deployment("gone", 2, &v1, ROLLING));
+    s.apply(&deployment("fg", 1, &v1, ROLLING));
     s.apply(&deployment("kept", 2, &v1, ROLLING));
     wait_ready(&s, "gone", 2, &v1, 30);
+    wait_ready(&s, "fg", 1, &v1, 30);
     let kept = wait_ready(&s, "kept", 2, &v1, 30);
 
     s.kubectl_ok(&["delete", "deployment", "gone"]);
@@ -357,6 +359,12 @@ fn deleting_a_deployment_cascades_unless_orphaned() {
         let rs = json(&s.kubectl_ok(&["get", "rs", "-l", "app=gone", "-o", "json"]));
         (rs["items"].as_array().unwrap().is_empty() && pods(&s, "gone").is_empty()).then_some(())
     });
+
+    // Foreground: kubectl waits until the pods and the ReplicaSet are gone.
+    s.kubectl_ok(&["delete", "deployment", "fg", "--cascade=foreground"]);
+    let rs = json(&s.kubectl_ok(&["get", "rs", "-l", "app=fg", "-o", "json"]));
+    assert!(rs["items"].as_array().unwrap().is_empty());
+    assert!(pods(&s, "fg").is_empty());
 
     s.kubectl_ok(&["delete", "deployment", "kept", "--cascade=orphan"]);
     // Given time to act, the collector leaves them.
@@ -404,4 +412,26 @@ fn recreate_stops_every_old_pod_before_starting_new_ones() {
         states.iter().any(|st| st.is_empty()),
         "every old pod was gone before the new ones were made"
     );
+}
+
+#[test]
+fn pods_count_as_available_only_after_min_ready_seconds() {
+    let Some((s, v1, _)) = server_with_two_images() else {
+        return;
+    };
+    let manifest = deployment("slow", 2, &v1, ROLLING)
+        .replace("  replicas: 2\n", "  replicas: 2\n  minReadySeconds: 4\n");
+    s.apply(&manifest);
+    // Ready but not yet available: nothing else changes after the pods
+    // turn Ready, so availability comes from the controllers' own timers.
+    let early = wait_for(30, "2 ready replicas", || {
+        let st = object(&s, "deploy", "slow")["status"].clone();
+        (st["readyReplicas"] == 2).then_some(st)
+    });
+    assert_ne!(early["availableReplicas"], 2, "{early}");
+    let out = rollout_status(&s, "slow");
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let rs = json(&s.kubectl_ok(&["get", "rs", "-l", "app=slow", "-o", "json"]));
+    assert_eq!(rs["items"][0]["spec"]["minReadySeconds"], 4);
+    assert_eq!(rs["items"][0]["status"]["availableReplicas"], 2);
 }
