@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime};
 
 use super::replicaset::{self, Retry};
 use crate::events::{self, Type};
-use crate::model::selector::SelectorError;
+use crate::model::selector::{LabelSelector, SelectorError};
 use crate::model::{self, defaults, res};
 use crate::store::{self, Object, Store, StoreError};
 
@@ -1121,7 +1121,7 @@ fn claim(
     store: &Store,
     obj: &Object,
     d: &Value,
-    sel: &crate::model::selector::LabelSelector,
+    sel: &LabelSelector,
     deleting: bool,
 ) -> Result<(), DeploymentError> {
     let all: Vec<Value> = store
@@ -1160,12 +1160,7 @@ fn claim(
 
 /// The ReplicaSets the Deployment controls, oldest first, and which of
 /// them has its template (the oldest such, as Kubernetes picks).
-fn owned(
-    store: &Store,
-    obj: &Object,
-    d: &Value,
-    sel: &crate::model::selector::LabelSelector,
-) -> Owned {
+fn owned(store: &Store, obj: &Object, d: &Value, sel: &LabelSelector) -> Owned {
     let mut values: Vec<Value> = store
         .list(res("ReplicaSet"), Some(&obj.namespace))
         .iter()
@@ -1175,11 +1170,12 @@ fn owned(
                 && sel.matches_value(v.pointer("/metadata/labels"))
         })
         .collect();
-    let mut rss: Vec<Rs> = values.iter().map(Rs::from_value).collect();
-    let mut order: Vec<usize> = (0..rss.len()).collect();
-    order.sort_by(|&a, &b| by_creation(&rss[a], &rss[b]));
-    values = order.iter().map(|&i| values[i].clone()).collect();
-    rss = order.iter().map(|&i| rss[i].clone()).collect();
+    let created = |v: &Value| {
+        let meta = |k| model::meta_str(v, k).unwrap_or_default().to_string();
+        (meta("creationTimestamp"), meta("name"))
+    };
+    values.sort_by_key(created);
+    let rss: Vec<Rs> = values.iter().map(Rs::from_value).collect();
     let template = d.pointer("/spec/template").unwrap_or(&Value::Null);
     let new = values.iter().position(|v| {
         same_template(

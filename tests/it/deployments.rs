@@ -434,4 +434,15 @@ fn pods_count_as_available_only_after_min_ready_seconds() {
     let rs = json(&s.kubectl_ok(&["get", "rs", "-l", "app=slow", "-o", "json"]));
     assert_eq!(rs["items"][0]["spec"]["minReadySeconds"], 4);
     assert_eq!(rs["items"][0]["status"]["availableReplicas"], 2);
+    // Settled: nothing is written while idle.
+    let rvs = |s: &Server| {
+        let list = |path: &str| s.get_json(path)["items"].clone();
+        (
+            list("/apis/apps/v1/namespaces/default/deployments"),
+            list("/apis/apps/v1/namespaces/default/replicasets"),
+        )
+    };
+    let settled = rvs(&s);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(rvs(&s), settled, "nothing is written while idle");
 }
