@@ -204,6 +204,7 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         let loops: &[fn(Rc<Store>) -> LoopFuture] = &[
             |s| Box::pin(async move { crate::controllers::namespace::run(&s).await }),
             |s| Box::pin(async move { crate::controllers::replicaset::run(&s).await }),
+            |s| Box::pin(async move { crate::controllers::deployment::run(&s).await }),
             |s| Box::pin(async move { crate::controllers::gc::run(&s).await }),
             |s| Box::pin(async move { crate::controllers::endpoints::run(&s).await }),
             |s| Box::pin(async move { crate::scheduler::run(&s).await }),

@@ -4,6 +4,7 @@ mod api;
 mod board;
 mod boards;
 mod controllers;
+mod deployments;
 mod hardening;
 mod image_pods;
 mod images;
