@@ -184,6 +184,10 @@ pub struct DevicesTable {
 const MAX_PODS: std::ops::RangeInclusive<u32> = 1..=250;
 const WAL_PAGES: std::ops::RangeInclusive<u32> = 1..=100_000;
 const MIN_LOG_BYTES: u64 = 4096;
+/// Small-cluster defaults: a lost board's pods move within a minute
+/// (Kubernetes' 40 s and 300 s suit large clusters on reliable networks).
+const DEFAULT_NODE_MONITOR_GRACE: Duration = Duration::from_secs(20);
+const DEFAULT_POD_EVICTION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A quantity ("128Mi") as whole bytes.
 fn bytes(text: &str) -> Result<u64, String> {
@@ -315,9 +319,11 @@ pub struct Settings {
     pub log_max_files: u32,
     /// SQLite `wal_autocheckpoint` of the store, in pages.
     pub wal_autocheckpoint: u32,
-    /// Read and validated for the node lifecycle controller, which does not
-    /// exist yet.
+    /// Silence after which the node lifecycle controller counts a node as
+    /// lost (Unknown, tainted unreachable).
     pub node_monitor_grace: Duration,
+    /// tolerationSeconds of the not-ready/unreachable tolerations new pods
+    /// get: how long their lost node keeps them before they are evicted.
     pub pod_eviction_timeout: Duration,
     pub image_gc_high_percent: u8,
     pub image_gc_low_percent: u8,
@@ -372,11 +378,11 @@ impl Settings {
             wal_autocheckpoint: c.sqlite.wal_autocheckpoint.unwrap_or(1000),
             node_monitor_grace: duration_or(
                 &c.node_failure.node_monitor_grace,
-                Duration::from_secs(40),
+                DEFAULT_NODE_MONITOR_GRACE,
             )?,
             pod_eviction_timeout: duration_or(
                 &c.node_failure.pod_eviction_timeout,
-                Duration::from_secs(300),
+                DEFAULT_POD_EVICTION_TIMEOUT,
             )?,
             image_gc_high_percent: high,
             image_gc_low_percent: low,
@@ -932,6 +938,10 @@ allowed = ["/dev/gpiomem"]
         assert_eq!(
             (s.max_pods, s.reserved_memory, s.wal_autocheckpoint),
             (110, 0, 1000)
+        );
+        assert_eq!(
+            (s.node_monitor_grace, s.pod_eviction_timeout),
+            (Duration::from_secs(20), Duration::from_secs(30))
         );
         assert_eq!(s.platform, Platform::host());
         assert!(s.labels.is_empty());

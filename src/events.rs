@@ -87,7 +87,7 @@ pub fn record(
 
 /// FNV-1a over the parts, separated: stable across runs and releases, which
 /// is all an event name needs.
-fn fnv1a(parts: &[&str]) -> u64 {
+pub(crate) fn fnv1a(parts: &[&str]) -> u64 {
     parts
         .iter()
         .flat_map(|p| p.bytes().chain([0]))

@@ -47,6 +47,17 @@ pub fn on_create(ctx: &Ctx, r: &'static Resource, v: &mut Value) -> Result<(), S
     Ok(())
 }
 
+/// What the create strategies do before validation: the object gets its
+/// uid here (a client cannot choose it), so that a Job's selector can be
+/// generated from it, which validation requires.
+pub fn before_validation(r: &Resource, v: &mut Value) {
+    let uid = model::new_uid();
+    model::meta_mut(v).insert("uid".into(), uid.clone().into());
+    if r.kind == "Job" {
+        crate::controllers::job::generate_selector(v, &uid);
+    }
+}
+
 pub fn on_update(
     ctx: &Ctx,
     r: &'static Resource,

@@ -2,8 +2,11 @@
 //! the cluster match what its objects declare. They read and write only
 //! through the store.
 
+pub mod daemonset;
 pub mod gc;
+pub mod job;
 pub mod namespace;
+pub mod node_lifecycle;
 pub mod replicaset;
 
 use std::time::Duration;
