@@ -188,6 +188,8 @@ const MIN_LOG_BYTES: u64 = 4096;
 /// (Kubernetes' 40 s and 300 s suit large clusters on reliable networks).
 const DEFAULT_NODE_MONITOR_GRACE: Duration = Duration::from_secs(20);
 const DEFAULT_POD_EVICTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// One and a half kubelet heartbeat periods (10 s).
+const MIN_NODE_MONITOR_GRACE: Duration = Duration::from_secs(15);
 
 /// A quantity ("128Mi") as whole bytes.
 fn bytes(text: &str) -> Result<u64, String> {
@@ -272,13 +274,14 @@ impl BoardConfig {
         if let Some(n) = self.sqlite.wal_autocheckpoint {
             in_range(n, WAL_PAGES)?;
         }
-        for d in [
-            &self.node_failure.node_monitor_grace,
-            &self.node_failure.pod_eviction_timeout,
-        ]
-        .into_iter()
-        .flatten()
+        if let Some(d) = &self.node_failure.node_monitor_grace
+            && duration(d)? < MIN_NODE_MONITOR_GRACE
         {
+            return Err(format!(
+                "{d:?} is shorter than 15s: a kubelet posts its status every 10s, so its node would flap"
+            ));
+        }
+        if let Some(d) = &self.node_failure.pod_eviction_timeout {
             duration(d)?;
         }
         for p in [self.image_gc.high_percent, self.image_gc.low_percent]
@@ -865,6 +868,10 @@ allowed = ["/dev/gpiomem"]
             (
                 "[node_failure]\npod_eviction_timeout = \"soon\"",
                 "x.toml:2: pod_eviction_timeout in [node_failure]",
+            ),
+            (
+                "[node_failure]\nnode_monitor_grace = \"10s\"",
+                "x.toml:2: node_monitor_grace in [node_failure]: \"10s\" is shorter than 15s",
             ),
             (
                 "[image_gc]\nhigh_percent = 101",

@@ -3,7 +3,8 @@
 //!
 //! - A node whose kubelet has not been heard from for the grace period
 //!   (heartbeats live in the store's memory: `Store::last_heartbeat`; a node
-//!   never heard from since this daemon started counts from the start) gets
+//!   never heard from counts from when this loop first saw it: the daemon's
+//!   start, or the node's creation) gets
 //!   its conditions set to Unknown, the `node.kubernetes.io/unreachable`
 //!   NoSchedule and NoExecute taints, and its pods Ready=False. A node whose
 //!   kubelet reports Ready=False gets the `not-ready` taints instead. When
@@ -18,7 +19,7 @@
 //! look at the heartbeats.
 
 use serde_json::{Value, json};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::job::earliest;
@@ -34,12 +35,22 @@ pub const NOT_READY: &str = "node.kubernetes.io/not-ready";
 /// How late after a deadline the loop looks, so that the deadline has passed.
 const MARGIN: Duration = Duration::from_millis(50);
 
+/// What the loop remembers between passes (memory only).
+#[derive(Debug, Default)]
+struct Memory {
+    /// When each node was first seen: a node never heard from counts from then.
+    first_seen: HashMap<String, Instant>,
+    /// When a NoExecute taint without timeAdded (`kubectl taint` sets none)
+    /// was first seen, by (node, key): tolerationSeconds count from then.
+    tainted_since: HashMap<(String, String), SystemTime>,
+}
+
 pub async fn run(store: &Store, grace: Duration) {
-    let started = Instant::now();
+    let mut memory = Memory::default();
     let mut retry = Retry::default();
     let watched = [res("Node"), res("Pod")];
     super::level_loop(store, &watched, super::SETTLE, || {
-        let (failed, wake) = pass(store, grace, started);
+        let (failed, wake) = pass(store, grace, &mut memory);
         earliest(retry.after(failed), wake)
     })
     .await
@@ -82,6 +93,9 @@ pub fn node_update(node: &Value, silent: bool, now: &str) -> Option<Value> {
                 }
             }
         }
+    }
+    if !new["spec"].is_object() {
+        new["spec"] = json!({});
     }
     let wanted = if silent {
         Some(UNREACHABLE)
@@ -162,12 +176,14 @@ pub fn eviction(pod_spec: &Value, taints: &[Value], now: SystemTime) -> Eviction
 
 /// One pass over every node and pod: whether any write failed, and when to
 /// look again (the next heartbeat deadline or eviction).
-fn pass(store: &Store, grace: Duration, started: Instant) -> (bool, Option<Duration>) {
+fn pass(store: &Store, grace: Duration, memory: &mut Memory) -> (bool, Option<Duration>) {
     let (instant, now) = (Instant::now(), SystemTime::now());
     let mut failed = false;
     let mut wake: Option<Duration> = None;
     let nodes = store.list(res("Node"), None);
     let names: HashSet<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+    memory.first_seen.retain(|n, _| names.contains(n.as_str()));
+    let mut tainted_since = HashMap::new();
     let pods = store.list(res("Pod"), None);
     let mut report = |what: String, r: Result<(), StoreError>| {
         if let Err(e) = r {
@@ -192,7 +208,11 @@ fn pass(store: &Store, grace: Duration, started: Instant) -> (bool, Option<Durat
         );
     }
     for node in &nodes {
-        let last = store.last_heartbeat(&node.name).unwrap_or(started);
+        let seen = *memory
+            .first_seen
+            .entry(node.name.clone())
+            .or_insert(instant);
+        let last = store.last_heartbeat(&node.name).unwrap_or(seen);
         let quiet = instant.saturating_duration_since(last);
         let silent = quiet > grace;
         if !silent {
@@ -223,7 +243,19 @@ fn pass(store: &Store, grace: Duration, started: Instant) -> (bool, Option<Durat
                 Err(e) => report(format!("updating node {}", node.name), Err(e)),
             }
         }
-        let taints = placement::taints(&v);
+        let mut taints = placement::taints(&v).to_vec();
+        for t in taints
+            .iter_mut()
+            .filter(|t| t["effect"] == "NoExecute" && !t["timeAdded"].is_string())
+        {
+            let k = (
+                node.name.clone(),
+                t["key"].as_str().unwrap_or_default().to_string(),
+            );
+            let since = memory.tainted_since.get(&k).copied().unwrap_or(now);
+            t["timeAdded"] = model::timestamp(since).into();
+            tainted_since.insert(k, since);
+        }
         for pod in pods
             .iter()
             .filter(|p| p.node_name == node.name && !p.deleting && !p.finished)
@@ -246,7 +278,7 @@ fn pass(store: &Store, grace: Duration, started: Instant) -> (bool, Option<Durat
                     r,
                 );
             }
-            match eviction(&pv["spec"], taints, now) {
+            match eviction(&pv["spec"], &taints, now) {
                 Eviction::Never => {}
                 Eviction::At(t) if t > now => {
                     let d = t.duration_since(now).unwrap_or_default();
@@ -261,6 +293,7 @@ fn pass(store: &Store, grace: Duration, started: Instant) -> (bool, Option<Durat
             }
         }
     }
+    memory.tainted_since = tainted_since;
     (failed, wake)
 }
 
@@ -325,6 +358,10 @@ mod tests {
                    {"key": UNREACHABLE, "effect": "NoExecute", "timeAdded": "t1"}])
         );
         assert_eq!(node_update(&lost, true, "t2"), None, "settled: no write");
+        let mut bare = node();
+        bare.as_object_mut().unwrap().remove("spec");
+        let bare_lost = node_update(&bare, true, "t1").unwrap();
+        assert_eq!(bare_lost["spec"], lost["spec"], "a node without a spec");
         // The heartbeat is back: the taints go; Ready is the kubelet's to report.
         let back = node_update(&lost, false, "t3").unwrap();
         assert!(back["spec"].get("taints").is_none());
@@ -398,17 +435,17 @@ mod tests {
         store.create(res("Pod"), pod("on-sim", "sim")).unwrap();
         store.create(res("Pod"), pod("orphan", "gone")).unwrap();
         let grace = Duration::from_millis(200);
-        let started = Instant::now();
+        let mut seen = Memory::default();
         store.heartbeat("sim");
-        let (failed, wake) = pass(&store, grace, started);
+        let (failed, wake) = pass(&store, grace, &mut seen);
         assert!(!failed);
         assert!(wake.is_some_and(|w| w <= grace + MARGIN));
         assert!(store.get(res("Pod"), "default", "orphan").is_none());
         let rv = store.resource_version();
-        assert!(!pass(&store, grace, started).0);
+        assert!(!pass(&store, grace, &mut seen).0);
         assert_eq!(store.resource_version(), rv, "healthy: nothing written");
         std::thread::sleep(grace + MARGIN);
-        assert!(!pass(&store, grace, started).0);
+        assert!(!pass(&store, grace, &mut seen).0);
         let sim = store.get(res("Node"), "", "sim").unwrap().value();
         assert_eq!(ready_status(&sim), Some("Unknown"));
         let p = store.get(res("Pod"), "default", "on-sim").unwrap();

@@ -10,3 +10,4 @@ mod kubectl;
 mod pods;
 mod runtime;
 mod support;
+mod workloads;
