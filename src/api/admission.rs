@@ -1,6 +1,7 @@
 //! What the API server does to objects of particular kinds on their way into
 //! the store, beyond defaulting and validation: namespace checks, Service IP
-//! and port allocation, resetting pod status, namespace deletion.
+//! and port allocation, resetting pod status, namespace deletion, uids and
+//! Job selectors before validation.
 
 use serde_json::{Value, json};
 use std::collections::HashSet;

@@ -480,4 +480,40 @@ mod tests {
             template_hash(&changed["spec"]["template"])
         );
     }
+
+    #[test]
+    fn passes_through_the_store_settle_and_then_write_nothing() {
+        use crate::controllers::replicaset::tests::temp_store;
+        let (store, dir) = temp_store("ds-pass");
+        store.create(res("Node"), node("a", json!([]))).unwrap();
+        store.create(res("Node"), node("b", json!([]))).unwrap();
+        store
+            .create(res("DaemonSet"), ds(json!({"type": "RollingUpdate"})))
+            .unwrap();
+        assert!(!pass(&store));
+        let mut on: Vec<String> = store
+            .list(res("Pod"), Some("default"))
+            .iter()
+            .map(|p| p.node_name.clone())
+            .collect();
+        on.sort();
+        assert_eq!(on, ["a", "b"]);
+        assert!(!pass(&store));
+        let rv = store.resource_version();
+        assert!(!pass(&store));
+        assert_eq!(
+            store.resource_version(),
+            rv,
+            "a settled pass writes nothing"
+        );
+        store.delete(res("Node"), "", "b", None).unwrap();
+        assert!(!pass(&store));
+        let left: Vec<_> = store
+            .list(res("Pod"), Some("default"))
+            .into_iter()
+            .filter(|p| !p.deleting)
+            .collect();
+        assert_eq!(left.len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -1,5 +1,6 @@
 //! The Job controller: runs a Job's pods until `completions` of them
-//! succeeded (NonIndexed mode), at most `parallelism` at a time; fails the
+//! succeeded (NonIndexed mode) or a pod of each index 0..completions
+//! succeeded (Indexed mode), at most `parallelism` at a time; fails the
 //! Job past `backoffLimit` failed pods (or container restarts under
 //! restartPolicy OnFailure) or past `activeDeadlineSeconds`; stops its pods
 //! while `suspend` is set; deletes a finished Job once
@@ -11,6 +12,7 @@
 //! goes. `plan` decides; `sync` applies its decision through the store.
 
 use serde_json::{Map, Value, json};
+use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
 use super::replicaset::{self, Retry, SyncError, store_err};
@@ -19,6 +21,8 @@ use crate::model::{self, res};
 use crate::store::{self, Object, Store, StoreError};
 
 const COMPONENT: &str = "job-controller";
+/// The annotation (and label) holding an Indexed Job pod's index.
+pub const INDEX_KEY: &str = "batch.kubernetes.io/job-completion-index";
 
 pub async fn run(store: &Store) {
     let watched = [res("Pod"), res("Job")];
@@ -92,10 +96,66 @@ pub fn generate_selector(job: &mut Value, uid: &str) {
     }
 }
 
+/// An Indexed Job pod's index.
+fn index(pod: &Value) -> Option<u64> {
+    pod.pointer("/metadata/annotations")?
+        .get(INDEX_KEY)?
+        .as_str()?
+        .parse()
+        .ok()
+}
+
+/// Indexes as Kubernetes writes completedIndexes: "0-2,4".
+pub fn ranges(indexes: &BTreeSet<u64>) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut it = indexes.iter().copied().peekable();
+    while let Some(start) = it.next() {
+        let mut end = start;
+        while it.peek() == Some(&(end + 1)) {
+            end = it.next().unwrap_or(end);
+        }
+        out.push(match end == start {
+            true => start.to_string(),
+            false => format!("{start}-{end}"),
+        });
+    }
+    out.join(",")
+}
+
+/// A new pod of the Job; in Indexed mode it carries its index (annotation,
+/// label, hostname `JOB-INDEX`, and JOB_COMPLETION_INDEX in every
+/// container's environment, as Kubernetes gives it).
+pub fn new_pod(job: &Value, index: Option<u64>) -> Value {
+    let mut pod = replicaset::new_pod(res("Job"), job);
+    let Some(i) = index else { return pod };
+    let name = model::name(job);
+    let meta = model::meta_mut(&mut pod);
+    meta.insert("generateName".into(), format!("{name}-{i}-").into());
+    for k in ["annotations", "labels"] {
+        let m = meta.entry(k).or_insert_with(|| json!({}));
+        if let Some(m) = m.as_object_mut() {
+            m.insert(INDEX_KEY.into(), i.to_string().into());
+        }
+    }
+    pod["spec"]["hostname"] = format!("{name}-{i}").into();
+    let env = json!({"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef":
+        {"apiVersion": "v1", "fieldPath": format!("metadata.annotations['{INDEX_KEY}']")}}});
+    for list in ["containers", "initContainers"] {
+        for c in pod["spec"][list].as_array_mut().into_iter().flatten() {
+            match c.get_mut("env").and_then(Value::as_array_mut) {
+                Some(e) => e.insert(0, env.clone()),
+                None => c["env"] = json!([env]),
+            }
+        }
+    }
+    pod
+}
+
 /// What one pass does to a Job.
 #[derive(Debug, Default)]
 pub struct Plan<'a> {
-    pub create: usize,
+    /// Pods to create: None in NonIndexed mode, else each one's index.
+    pub create: Vec<Option<u64>>,
     pub delete: Vec<&'a Value>,
     pub status: Value,
     /// (type, reason, message) of the events of a state change.
@@ -193,7 +253,20 @@ pub fn plan<'a>(job: &Value, owned: &[&'a Value], now: SystemTime) -> Plan<'a> {
             .filter(|x| replicaset::phase(x) == phase)
             .count() as i64
     };
-    let (succeeded, failed) = (count("Succeeded"), count("Failed"));
+    let completions = int("completions");
+    let indexed = spec.get("completionMode").and_then(Value::as_str) == Some("Indexed");
+    // Indexed: the indexes below completions with a succeeded pod.
+    let done_indexes: BTreeSet<u64> = owned
+        .iter()
+        .filter(|x| replicaset::phase(x) == "Succeeded")
+        .filter_map(|x| index(x))
+        .filter(|i| completions.is_some_and(|c| (*i as i64) < c))
+        .collect();
+    let failed = count("Failed");
+    let succeeded = match indexed {
+        true => done_indexes.len() as i64,
+        false => count("Succeeded"),
+    };
     let finished = is_true(condition(&st, "Complete")) || is_true(condition(&st, "Failed"));
     let want;
     if finished {
@@ -237,7 +310,6 @@ pub fn plan<'a>(job: &Value, owned: &[&'a Value], now: SystemTime) -> Plan<'a> {
                     restarted >= limit
                 }));
         let deadline = int("activeDeadlineSeconds");
-        let completions = int("completions");
         let parallelism = int("parallelism").unwrap_or(1).max(0);
         let fail = |st: &mut Map<String, Value>, p: &mut Plan, reason, msg| {
             set_condition(st, "Failed", true, reason, msg);
@@ -273,8 +345,17 @@ pub fn plan<'a>(job: &Value, owned: &[&'a Value], now: SystemTime) -> Plan<'a> {
         active.sort_by(|a, b| replicaset::deletion_order(a, b));
         let extra = active.len() - want;
         p.delete = active.drain(..extra).collect();
+    } else if indexed {
+        // The lowest indexes that neither succeeded nor run.
+        let running: BTreeSet<u64> = active.iter().filter_map(|x| index(x)).collect();
+        let limit = completions.unwrap_or(0).max(0) as u64;
+        p.create = (0..limit)
+            .filter(|i| !done_indexes.contains(i) && !running.contains(i))
+            .take(want - active.len())
+            .map(Some)
+            .collect();
     } else {
-        p.create = want - active.len();
+        p.create = vec![None; want - active.len()];
     }
     // `active` now holds the pods that keep running.
     let ready = active.iter().filter(|x| replicaset::is_ready(x)).count();
@@ -289,6 +370,9 @@ pub fn plan<'a>(job: &Value, owned: &[&'a Value], now: SystemTime) -> Plan<'a> {
         };
     }
     st.insert("ready".into(), ready.into());
+    if indexed && !done_indexes.is_empty() {
+        st.insert("completedIndexes".into(), ranges(&done_indexes).into());
+    }
     p.status = Value::Object(st);
     p
 }
@@ -341,9 +425,9 @@ fn sync(store: &Store, job: &Object, now: SystemTime) -> Result<Option<Duration>
             "",
         );
     }
-    for _ in 0..p.create {
+    for i in &p.create {
         let pod = store
-            .create(res("Pod"), replicaset::new_pod(kind, &v))
+            .create(res("Pod"), new_pod(&v, *i))
             .map_err(store_err("creating a pod"))?;
         let msg = format!("Created pod: {}", pod.name);
         events::record(
@@ -376,7 +460,8 @@ mod tests {
     fn job(spec: Value) -> Value {
         let mut j = json!({"metadata": {"name": "pi", "namespace": "default", "uid": "u"},
             "spec": {"completions": 3, "parallelism": 2, "backoffLimit": 1,
-                     "template": {"spec": {"restartPolicy": "Never"}}}});
+                     "template": {"spec": {"restartPolicy": "Never",
+                                           "containers": [{"name": "c", "image": "x"}]}}}});
         for (k, v) in spec.as_object().unwrap() {
             j["spec"][k] = v.clone();
         }
@@ -400,7 +485,7 @@ mod tests {
         let now = SystemTime::now();
         let j = job(json!({}));
         let p = plan(&j, &[], now);
-        assert_eq!(p.create, 2);
+        assert_eq!(p.create, [None, None]);
         assert!(p.status["startTime"].is_string());
         let (a, b, c) = (
             pod("a", "Succeeded"),
@@ -409,7 +494,7 @@ mod tests {
         );
         let p = plan(&j, &[&a, &b, &c], now);
         assert_eq!(
-            (p.create, p.delete.len()),
+            (p.create.len(), p.delete.len()),
             (0, 0),
             "one more is needed and one runs"
         );
@@ -431,7 +516,7 @@ mod tests {
         let j = job(json!({}));
         let (a, b) = (pod("a", "Failed"), pod("b", "Failed"));
         let p = plan(&j, &[&a], now);
-        assert_eq!(p.create, 2, "one failure is within backoffLimit 1");
+        assert_eq!(p.create.len(), 2, "one failure is within backoffLimit 1");
         let running = pod("c", "Running");
         let p = plan(&j, &[&a, &b, &running], now);
         let failed = cond(&p, "Failed").unwrap();
@@ -465,7 +550,7 @@ mod tests {
         let p = plan(&j, &[&running], now + Duration::from_secs(7));
         assert_eq!(cond(&p, "Failed").unwrap()["reason"], "DeadlineExceeded");
         assert_eq!(p.delete.len(), 1);
-        assert_eq!(p.create, 0);
+        assert!(p.create.is_empty());
     }
 
     #[test]
@@ -490,13 +575,13 @@ mod tests {
         let j = job(json!({"suspend": true}));
         let running = pod("a", "Running");
         let p = plan(&j, &[&running], now);
-        assert_eq!((p.create, p.delete.len()), (0, 1));
+        assert_eq!((p.create.len(), p.delete.len()), (0, 1));
         assert_eq!(cond(&p, "Suspended").unwrap()["reason"], "JobSuspended");
         let mut resumed = job(json!({"suspend": false}));
         resumed["status"] = p.status.clone();
         let p = plan(&resumed, &[], now);
         assert_eq!(cond(&p, "Suspended").unwrap()["status"], "False");
-        assert_eq!(p.create, 2);
+        assert_eq!(p.create, [None, None]);
         assert_eq!(p.events, [(Type::Normal, "Resumed", "Job resumed")]);
     }
 
@@ -509,7 +594,70 @@ mod tests {
         j["status"] = p.status;
         let again = plan(&j, &[&a, &b], now + Duration::from_secs(5));
         assert_eq!(again.status, j["status"]);
-        assert_eq!((again.create, again.delete.len()), (0, 0));
+        assert_eq!((again.create.len(), again.delete.len()), (0, 0));
+    }
+
+    #[test]
+    fn indexed_jobs_run_each_missing_index_once() {
+        let now = SystemTime::now();
+        let j = job(json!({"completionMode": "Indexed", "completions": 4}));
+        assert_eq!(plan(&j, &[], now).create, [Some(0), Some(1)]);
+        let with = |name: &str, phase: &str, i: u64| {
+            let mut p = pod(name, phase);
+            p["metadata"]["annotations"] = json!({INDEX_KEY: i.to_string()});
+            p
+        };
+        let (a, b, c) = (
+            with("a", "Succeeded", 0),
+            with("b", "Running", 1),
+            with("c", "Succeeded", 3),
+        );
+        let dup = with("d", "Succeeded", 0);
+        let p = plan(&j, &[&a, &b, &c, &dup], now);
+        assert_eq!(p.create, [Some(2)]);
+        assert_eq!(p.status["succeeded"], 2, "indexes, not pods");
+        assert_eq!(p.status["completedIndexes"], "0,3");
+        let mut set = BTreeSet::from([0, 1, 2, 4, 6, 7]);
+        assert_eq!(ranges(&set), "0-2,4,6-7");
+        set.clear();
+        assert_eq!(ranges(&set), "");
+        let pod = new_pod(&j, Some(2));
+        assert_eq!(pod["metadata"]["generateName"], "pi-2-");
+        assert_eq!(pod["metadata"]["labels"][INDEX_KEY], "2");
+        assert_eq!(pod["spec"]["hostname"], "pi-2");
+        assert_eq!(
+            pod["spec"]["containers"][0]["env"][0]["name"],
+            "JOB_COMPLETION_INDEX"
+        );
+    }
+
+    #[test]
+    fn passes_through_the_store_settle_and_then_write_nothing() {
+        use crate::controllers::replicaset::tests::temp_store;
+        let (store, dir) = temp_store("job-pass");
+        let mut j = job(json!({}));
+        j["metadata"].as_object_mut().unwrap().remove("uid");
+        generate_selector(&mut j, "job-uid");
+        j["metadata"]["uid"] = "job-uid".into();
+        store.create(res("Job"), j).unwrap();
+        let now = SystemTime::now();
+        assert!(!pass(&store, now).0);
+        let pods = store.list(res("Pod"), Some("default"));
+        assert_eq!(pods.len(), 2, "parallelism 2");
+        let pod = pods[0].value();
+        assert_eq!(pod["metadata"]["labels"]["job-name"], "pi");
+        assert_eq!(pod["metadata"]["ownerReferences"][0]["uid"], "job-uid");
+        assert!(!pass(&store, now).0);
+        let rv = store.resource_version();
+        assert!(!pass(&store, now).0);
+        assert_eq!(
+            store.resource_version(),
+            rv,
+            "a settled pass writes nothing"
+        );
+        let stored = store.get(res("Job"), "default", "pi").unwrap().value();
+        assert_eq!(stored["status"]["active"], 2);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

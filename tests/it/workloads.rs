@@ -395,6 +395,41 @@ fn a_job_runs_to_completion_with_bounded_parallelism() {
 }
 
 #[test]
+fn an_indexed_job_runs_each_index_once() {
+    let Some((s, image)) = server_with_busybox() else {
+        return;
+    };
+    create(
+        &s,
+        &job(
+            "shards",
+            "  completions: 3\n  parallelism: 3\n  completionMode: Indexed",
+            "Never",
+            &image,
+            "echo shard $JOB_COMPLETION_INDEX of $(hostname)",
+        ),
+    );
+    wait_condition(&s, "shards", "complete");
+    let j = get(&s, &["job", "shards"]);
+    assert_eq!(j["status"]["completedIndexes"], "0-2");
+    assert_eq!(j["status"]["succeeded"], 3);
+    let mut lines: Vec<String> = pods(&s, "job-name=shards")
+        .iter()
+        .map(|p| s.kubectl_ok(&["logs", p["metadata"]["name"].as_str().unwrap()]))
+        .map(|l| l.trim().to_string())
+        .collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "shard 0 of shards-0",
+            "shard 1 of shards-1",
+            "shard 2 of shards-2"
+        ]
+    );
+}
+
+#[test]
 fn jobs_fail_past_their_backoff_limit_and_deadline_and_expire_after_their_ttl() {
     let Some((s, image)) = server_with_busybox() else {
         return;
