@@ -286,11 +286,11 @@ pub fn plan<'a>(job: &Value, owned: &[&'a Value], now: SystemTime) -> Plan<'a> {
             set_condition(&mut st, "Suspended", true, "JobSuspended", "Job suspended");
             p.events.push((Type::Normal, "Suspended", "Job suspended"));
         }
-        st.remove("startTime");
     } else {
         if is_true(condition(&st, "Suspended")) {
             set_condition(&mut st, "Suspended", false, "JobResumed", "Job resumed");
             p.events.push((Type::Normal, "Resumed", "Job resumed"));
+            // activeDeadlineSeconds counts time continuously active.
             st.remove("startTime");
         }
         let started = time(st.get("startTime")).unwrap_or(now);

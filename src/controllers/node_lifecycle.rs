@@ -244,6 +244,10 @@ fn pass(store: &Store, grace: Duration, memory: &mut Memory) -> (bool, Option<Du
             }
         }
         let mut taints = placement::taints(&v).to_vec();
+        // A healthy node without NoExecute taints: its pods need no look.
+        if !silent && !taints.iter().any(|t| t["effect"] == "NoExecute") {
+            continue;
+        }
         for t in taints
             .iter_mut()
             .filter(|t| t["effect"] == "NoExecute" && !t["timeAdded"].is_string())

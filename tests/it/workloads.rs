@@ -532,6 +532,17 @@ fn pods_of_a_silent_node_are_evicted_and_replaced_on_a_live_one() {
         (ps.len() == 2 && ps.iter().all(|p| node_of(p) == "sim-far")).then_some(ps)
     });
     for p in &first {
+        // As sim-far's kubelet: the pod runs and is ready.
+        let name = p["metadata"]["name"].as_str().unwrap();
+        let running = json!({"status": {"phase": "Running", "conditions": [
+            {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
+        let (code, body) = s.request(
+            "PATCH",
+            &format!("/api/v1/namespaces/default/pods/{name}/status"),
+            Some("application/merge-patch+json"),
+            running.to_string().as_bytes(),
+        );
+        assert_eq!(code, 200, "{body}");
         let tolerations = p["spec"]["tolerations"].as_array().unwrap();
         assert!(
             tolerations.contains(&json!({"key": "node.kubernetes.io/unreachable",
@@ -595,6 +606,11 @@ fn pods_of_a_silent_node_are_evicted_and_replaced_on_a_live_one() {
         let name = p["metadata"]["name"].as_str().unwrap();
         let now = s.pod(name);
         assert!(deleting(&now), "{name} was evicted");
+        assert_eq!(
+            condition(&now, "Ready")["status"],
+            "False",
+            "the pods of a lost node are not ready"
+        );
         assert!(
             event_reasons(&s, name).contains(&"TaintManagerEviction".to_string()),
             "{name}"
