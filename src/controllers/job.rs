@@ -2,7 +2,8 @@
 //! succeeded (NonIndexed mode) or a pod of each index 0..completions
 //! succeeded (Indexed mode), at most `parallelism` at a time; fails the
 //! Job past `backoffLimit` failed pods (or container restarts under
-//! restartPolicy OnFailure) or past `activeDeadlineSeconds`; stops its pods
+//! restartPolicy OnFailure; a failed pod's replacement waits a back-off of
+//! 10 s doubling) or past `activeDeadlineSeconds`; stops its pods
 //! while `suspend` is set; deletes a finished Job once
 //! `ttlSecondsAfterFinished` have passed (its pods follow through the
 //! garbage collector).
@@ -15,12 +16,15 @@ use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
+use super::earliest;
 use super::replicaset::{self, Retry, SyncError, store_err};
 use crate::events::{self, Type};
 use crate::model::{self, res};
 use crate::store::{self, Object, Store, StoreError};
 
 const COMPONENT: &str = "job-controller";
+const BACKOFF_FIRST: Duration = Duration::from_secs(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(360);
 /// The annotation (and label) holding an Indexed Job pod's index.
 pub const INDEX_KEY: &str = "batch.kubernetes.io/job-completion-index";
 
@@ -32,14 +36,6 @@ pub async fn run(store: &Store) {
         earliest(retry.after(failed), wake)
     })
     .await
-}
-
-/// The sooner of two optional delays.
-pub(super) fn earliest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
 }
 
 /// One pass over every Job: whether any failed, and when a deadline or TTL
@@ -232,6 +228,33 @@ fn restarts(active: &[&Value]) -> i64 {
         .sum()
 }
 
+/// The delay before a Job with `failed` failed pods makes a new one, as
+/// Kubernetes' job controller backs off: 10 s, doubling, at most 6 min.
+fn backoff(failed: i64) -> Duration {
+    let doublings = failed.clamp(1, 7) - 1;
+    (BACKOFF_FIRST * 2u32.pow(doublings as u32)).min(BACKOFF_MAX)
+}
+
+/// How much of the back-off after the latest failure is left, counted from
+/// when its containers finished.
+fn backoff_left(owned: &[&Value], failed: i64, now: SystemTime) -> Option<Duration> {
+    let last = owned
+        .iter()
+        .filter(|x| replicaset::phase(x) == "Failed")
+        .flat_map(|x| {
+            ["containerStatuses", "initContainerStatuses"]
+                .into_iter()
+                .filter_map(|k| x.pointer(&format!("/status/{k}"))?.as_array())
+                .flatten()
+        })
+        .filter_map(|c| time(c.pointer("/state/terminated/finishedAt")))
+        .max()?;
+    (last + backoff(failed))
+        .duration_since(now)
+        .ok()
+        .filter(|d| !d.is_zero())
+}
+
 /// Decides one pass over a Job given the pods it owns.
 pub fn plan<'a>(job: &Value, owned: &[&'a Value], now: SystemTime) -> Plan<'a> {
     let spec = job.get("spec").cloned().unwrap_or(Value::Null);
@@ -268,7 +291,7 @@ pub fn plan<'a>(job: &Value, owned: &[&'a Value], now: SystemTime) -> Plan<'a> {
         false => count("Succeeded"),
     };
     let finished = is_true(condition(&st, "Complete")) || is_true(condition(&st, "Failed"));
-    let want;
+    let mut want;
     if finished {
         want = 0;
         if let Some(ttl) = int("ttlSecondsAfterFinished") {
@@ -339,6 +362,13 @@ pub fn plan<'a>(job: &Value, owned: &[&'a Value], now: SystemTime) -> Plan<'a> {
                 None if succeeded > 0 => active.len().min(parallelism as usize),
                 None => parallelism as usize,
             };
+            // After failures, new pods wait out the back-off.
+            if want > active.len()
+                && let Some(d) = backoff_left(owned, failed, now)
+            {
+                want = active.len();
+                p.wake = earliest(p.wake, Some(d));
+            }
         }
     }
     if active.len() > want {
@@ -658,6 +688,41 @@ mod tests {
         let stored = store.get(res("Job"), "default", "pi").unwrap().value();
         assert_eq!(stored["status"]["active"], 2);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn new_pods_wait_out_the_back_off_after_failures() {
+        let now = SystemTime::now();
+        let j = job(json!({"backoffLimit": 6, "parallelism": 1}));
+        let failed_at = |name: &str, ago: u64| {
+            let mut p = pod(name, "Failed");
+            let at = model::timestamp(now - Duration::from_secs(ago));
+            p["status"]["containerStatuses"] =
+                json!([{"state": {"terminated": {"exitCode": 1, "finishedAt": at}}}]);
+            p
+        };
+        let a = failed_at("a", 4);
+        let p = plan(&j, &[&a], now);
+        assert!(p.create.is_empty());
+        assert!(
+            p.wake.is_some_and(|w| w <= Duration::from_secs(6)),
+            "{:?}",
+            p.wake
+        );
+        assert_eq!(
+            plan(&j, &[&a], now + Duration::from_secs(7)).create.len(),
+            1
+        );
+        // The second failure doubles the wait.
+        let b = failed_at("b", 15);
+        assert!(
+            plan(&j, &[&b, &a], now + Duration::from_secs(12))
+                .create
+                .is_empty()
+        );
+        assert_eq!(backoff(1), Duration::from_secs(10));
+        assert_eq!(backoff(3), Duration::from_secs(40));
+        assert_eq!(backoff(30), BACKOFF_MAX);
     }
 
     #[test]

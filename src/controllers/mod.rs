@@ -55,3 +55,11 @@ pub async fn level_loop(
         }
     }
 }
+
+/// The sooner of two optional delays (a pass's retry and its own deadline).
+pub fn earliest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::job::earliest;
+use super::earliest;
 use super::replicaset::Retry;
 use crate::events::{self, Type};
 use crate::model::{self, placement, res};

@@ -471,6 +471,15 @@ fn jobs_fail_past_their_backoff_limit_and_deadline_and_expire_after_their_ttl() 
     let ps = pods(&s, "job-name=fails");
     assert_eq!(ps.len(), 2, "one pod and one retry");
     assert!(ps.iter().all(|p| p["status"]["phase"] == "Failed"));
+    // The retry waited out the 10 s back-off after the first failure.
+    let at = |v: &Value| humantime::parse_rfc3339_weak(v.as_str().unwrap()).unwrap();
+    let mut ps = ps;
+    ps.sort_by_key(|p| at(&p["metadata"]["creationTimestamp"]));
+    let failed_at =
+        at(&ps[0]["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"]);
+    let retried_at = at(&ps[1]["metadata"]["creationTimestamp"]);
+    let waited = retried_at.duration_since(failed_at).unwrap_or_default();
+    assert!(waited >= Duration::from_secs(9), "retried after {waited:?}");
     assert!(event_reasons(&s, "fails").contains(&"BackoffLimitExceeded".to_string()));
 
     wait_condition(&s, "sleeps", "failed");
