@@ -15,7 +15,9 @@
 
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
 
+use super::earliest;
 use super::replicaset::{self, Retry, SyncError, store_err};
 use crate::events::{self, Type};
 use crate::model::{self, placement, res};
@@ -27,24 +29,32 @@ pub const HASH_LABEL: &str = "controller-revision-hash";
 pub async fn run(store: &Store) {
     let watched = [res("Pod"), res("Node"), res("DaemonSet")];
     let mut retry = Retry::default();
-    super::level_loop(store, &watched, super::SETTLE, || retry.after(pass(store))).await
+    super::level_loop(store, &watched, super::SETTLE, || {
+        let (failed, wake) = pass(store);
+        earliest(retry.after(failed), wake)
+    })
+    .await
 }
 
-/// One pass over every DaemonSet; whether any failed.
-fn pass(store: &Store) -> bool {
+/// One pass over every DaemonSet: whether any failed, and when a pod
+/// becomes available.
+fn pass(store: &Store) -> (bool, Option<Duration>) {
     let nodes: Vec<Value> = store
         .list(res("Node"), None)
         .iter()
         .map(|n| n.value())
         .collect();
-    let mut failed = false;
+    let (mut failed, mut wake) = (false, None);
     for ds in store.list(res("DaemonSet"), None) {
-        if let Err(e) = sync(store, &ds, &nodes) {
-            log::warn!("syncing DaemonSet {}/{}: {e}", ds.namespace, ds.name);
-            failed = true;
+        match sync(store, &ds, &nodes, SystemTime::now()) {
+            Ok(w) => wake = earliest(wake, w),
+            Err(e) => {
+                log::warn!("syncing DaemonSet {}/{}: {e}", ds.namespace, ds.name);
+                failed = true;
+            }
         }
     }
-    failed
+    (failed, wake)
 }
 
 /// The template's hash as Kubernetes writes it (a 32-bit hash, its decimal
@@ -138,6 +148,33 @@ pub struct Plan<'a> {
     pub create: Vec<String>,
     pub delete: Vec<&'a Value>,
     pub status: Value,
+    /// When a ready pod becomes available (minReadySeconds).
+    pub wake: Option<Duration>,
+}
+
+/// How long until a pod counts as available (ready for minReadySeconds):
+/// zero when it is, None when it is not ready.
+fn available_in(pod: &Value, min_ready: u64, now: SystemTime) -> Option<Duration> {
+    if !replicaset::is_ready(pod) {
+        return None;
+    }
+    if min_ready == 0 {
+        return Some(Duration::ZERO);
+    }
+    let since = pod
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Ready")
+        .and_then(|c| c["lastTransitionTime"].as_str())
+        .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+        .unwrap_or(now);
+    Some(
+        (since + Duration::from_secs(min_ready))
+            .duration_since(now)
+            .unwrap_or_default(),
+    )
 }
 
 fn finished(p: &Value) -> bool {
@@ -160,8 +197,18 @@ fn max_unavailable(ds: &Value, desired: usize) -> usize {
 }
 
 /// Decides one pass over a DaemonSet given the nodes and its pods.
-pub fn plan<'a>(ds: &Value, nodes: &[Value], owned: &[&'a Value], hash: &str) -> Plan<'a> {
+pub fn plan<'a>(
+    ds: &Value,
+    nodes: &[Value],
+    owned: &[&'a Value],
+    hash: &str,
+    now: SystemTime,
+) -> Plan<'a> {
     let spec = daemon_spec(ds);
+    let min_ready = ds
+        .pointer("/spec/minReadySeconds")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
     let tolerations = placement::tolerations(&spec);
     let mut by_node: BTreeMap<&str, Vec<&'a Value>> = BTreeMap::new();
     let mut p = Plan::default();
@@ -176,8 +223,9 @@ pub fn plan<'a>(ds: &Value, nodes: &[Value], owned: &[&'a Value], hash: &str) ->
             .and_then(Value::as_str)
             == Some(hash)
     };
-    let (mut desired, mut current, mut misscheduled, mut ready, mut updated) = (0, 0, 0, 0, 0);
-    // Old pods on nodes that keep their pod: (pod, ready).
+    let (mut desired, mut current, mut misscheduled) = (0, 0, 0);
+    let (mut ready, mut available, mut updated) = (0, 0, 0);
+    // Old pods on nodes that keep their pod: (pod, available).
     let mut old = Vec::new();
     for node in nodes {
         let name = model::name(node);
@@ -219,12 +267,20 @@ pub fn plan<'a>(ds: &Value, nodes: &[Value], owned: &[&'a Value], hash: &str) ->
             None => {}
             Some(pod) => {
                 current += 1;
-                let is_ready = replicaset::is_ready(pod);
-                ready += usize::from(is_ready);
+                ready += usize::from(replicaset::is_ready(pod));
+                let is_available = match available_in(pod, min_ready, now) {
+                    Some(Duration::ZERO) => true,
+                    Some(left) => {
+                        p.wake = earliest(p.wake, Some(left));
+                        false
+                    }
+                    None => false,
+                };
+                available += usize::from(is_available);
                 if is_current(pod) {
                     updated += 1;
                 } else {
-                    old.push((*pod, is_ready));
+                    old.push((*pod, is_available));
                 }
             }
         }
@@ -241,10 +297,10 @@ pub fn plan<'a>(ds: &Value, nodes: &[Value], owned: &[&'a Value], hash: &str) ->
     if rolling {
         // Old pods that are not available go at once; available ones while
         // fewer than maxUnavailable nodes lack an available pod.
-        let mut unavailable = desired - ready;
+        let mut unavailable = desired - available;
         let budget = max_unavailable(ds, desired);
-        for (pod, is_ready) in old {
-            if !is_ready {
+        for (pod, is_available) in old {
+            if !is_available {
                 p.delete.push(pod);
             } else if unavailable < budget {
                 unavailable += 1;
@@ -263,9 +319,8 @@ pub fn plan<'a>(ds: &Value, nodes: &[Value], owned: &[&'a Value], hash: &str) ->
         ("numberMisscheduled", misscheduled),
         ("numberReady", ready),
         ("updatedNumberScheduled", updated),
-        // Without minReadySeconds a ready pod is available.
-        ("numberAvailable", ready),
-        ("numberUnavailable", desired - ready),
+        ("numberAvailable", available),
+        ("numberUnavailable", desired - available),
     ] {
         st.insert(k.into(), n.into());
     }
@@ -278,7 +333,12 @@ pub fn plan<'a>(ds: &Value, nodes: &[Value], owned: &[&'a Value], hash: &str) ->
 
 /// Applies one DaemonSet's plan. Idempotent: a pass over a settled
 /// DaemonSet writes nothing.
-fn sync(store: &Store, ds: &Object, nodes: &[Value]) -> Result<(), SyncError> {
+fn sync(
+    store: &Store,
+    ds: &Object,
+    nodes: &[Value],
+    now: SystemTime,
+) -> Result<Option<Duration>, SyncError> {
     let v = ds.value();
     let kind = res("DaemonSet");
     let deleting = store::is_deleting(&v);
@@ -294,10 +354,10 @@ fn sync(store: &Store, ds: &Object, nodes: &[Value]) -> Result<(), SyncError> {
     let claimed = replicaset::claim(&ds.uid, &sel, deleting, &pods);
     replicaset::apply_claim(store, kind, &v, &claimed)?;
     if deleting {
-        return Ok(());
+        return Ok(None);
     }
     let hash = template_hash(&v["spec"]["template"]);
-    let p = plan(&v, nodes, &claimed.owned, &hash);
+    let p = plan(&v, nodes, &claimed.owned, &hash, now);
     for victim in &p.delete {
         let name = model::name(victim);
         match store.delete_gracefully(res("Pod"), &ds.namespace, name, None) {
@@ -337,7 +397,7 @@ fn sync(store: &Store, ds: &Object, nodes: &[Value]) -> Result<(), SyncError> {
             .update(kind, updated)
             .map_err(store_err("writing the status"))?;
     }
-    Ok(())
+    Ok(p.wake)
 }
 
 #[cfg(test)]
@@ -382,7 +442,7 @@ mod tests {
             node("tainted", json!([{"key": "gpu", "effect": "NoSchedule"}])),
             other,
         ];
-        let p = plan(&d, &nodes, &[], "h1");
+        let p = plan(&d, &nodes, &[], "h1", SystemTime::now());
         assert_eq!(
             p.create,
             ["a", "b"],
@@ -393,7 +453,13 @@ mod tests {
         // A pod on a node that stopped matching, and one whose node is gone, go.
         let (on_other, on_gone) = (pod("x", "other", "h1", true), pod("y", "gone", "h1", true));
         let on_a = pod("z", "a", "h1", true);
-        let p = plan(&d, &nodes, &[&on_other, &on_gone, &on_a], "h1");
+        let p = plan(
+            &d,
+            &nodes,
+            &[&on_other, &on_gone, &on_a],
+            "h1",
+            SystemTime::now(),
+        );
         assert_eq!(names(&p.delete), ["x", "y"]);
         assert_eq!(p.create, ["b"]);
         assert_eq!(
@@ -408,13 +474,13 @@ mod tests {
         let nodes = [node("a", json!([]))];
         let mut leaving = pod("old", "a", "h1", true);
         leaving["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z".into();
-        let p = plan(&d, &nodes, &[&leaving], "h1");
+        let p = plan(&d, &nodes, &[&leaving], "h1", SystemTime::now());
         assert!(p.create.is_empty() && p.delete.is_empty());
         let first = pod("first", "a", "h1", true);
         let mut second = pod("second", "a", "h1", true);
         second["metadata"]["creationTimestamp"] = "2026-01-02T00:00:00Z".into();
         assert_eq!(
-            names(&plan(&d, &nodes, &[&second, &first], "h1").delete),
+            names(&plan(&d, &nodes, &[&second, &first], "h1", SystemTime::now()).delete),
             ["second"]
         );
     }
@@ -429,19 +495,19 @@ mod tests {
         ];
         let (a, b) = (pod("pa", "a", "old", true), pod("pb", "b", "old", true));
         let c = pod("pc", "c", "old", false);
-        let p = plan(&d, &nodes, &[&a, &b, &c], "new");
+        let p = plan(&d, &nodes, &[&a, &b, &c], "new", SystemTime::now());
         assert_eq!(
             names(&p.delete),
             ["pc"],
             "an unavailable old pod goes without using the budget, which it already uses"
         );
         let c = pod("pc", "c", "new", true);
-        let p = plan(&d, &nodes, &[&a, &b, &c], "new");
+        let p = plan(&d, &nodes, &[&a, &b, &c], "new", SystemTime::now());
         assert_eq!(names(&p.delete), ["pa"]);
         assert_eq!(p.status["updatedNumberScheduled"], 1);
         let on_delete = ds(json!({"type": "OnDelete"}));
         assert!(
-            plan(&on_delete, &nodes, &[&a, &b, &c], "new")
+            plan(&on_delete, &nodes, &[&a, &b, &c], "new", SystemTime::now())
                 .delete
                 .is_empty()
         );
@@ -482,6 +548,26 @@ mod tests {
     }
 
     #[test]
+    fn ready_pods_are_available_after_min_ready_seconds() {
+        let mut d = ds(json!({"type": "RollingUpdate"}));
+        d["spec"]["minReadySeconds"] = 10.into();
+        let nodes = [node("a", json!([]))];
+        let now = SystemTime::now();
+        let mut a = pod("pa", "a", "h1", true);
+        a["status"]["conditions"][0]["lastTransitionTime"] =
+            model::timestamp(now - Duration::from_secs(4)).into();
+        let p = plan(&d, &nodes, &[&a], "h1", now);
+        assert_eq!(
+            (&p.status["numberReady"], &p.status["numberAvailable"]),
+            (&json!(1), &json!(0))
+        );
+        assert!(p.wake.is_some_and(|w| w <= Duration::from_secs(6)));
+        let later = plan(&d, &nodes, &[&a], "h1", now + Duration::from_secs(7));
+        assert_eq!(later.status["numberAvailable"], 1);
+        assert_eq!(later.wake, None);
+    }
+
+    #[test]
     fn passes_through_the_store_settle_and_then_write_nothing() {
         use crate::controllers::replicaset::tests::temp_store;
         let (store, dir) = temp_store("ds-pass");
@@ -490,7 +576,7 @@ mod tests {
         store
             .create(res("DaemonSet"), ds(json!({"type": "RollingUpdate"})))
             .unwrap();
-        assert!(!pass(&store));
+        assert!(!pass(&store).0);
         let mut on: Vec<String> = store
             .list(res("Pod"), Some("default"))
             .iter()
@@ -498,16 +584,16 @@ mod tests {
             .collect();
         on.sort();
         assert_eq!(on, ["a", "b"]);
-        assert!(!pass(&store));
+        assert!(!pass(&store).0);
         let rv = store.resource_version();
-        assert!(!pass(&store));
+        assert!(!pass(&store).0);
         assert_eq!(
             store.resource_version(),
             rv,
             "a settled pass writes nothing"
         );
         store.delete(res("Node"), "", "b", None).unwrap();
-        assert!(!pass(&store));
+        assert!(!pass(&store).0);
         let left: Vec<_> = store
             .list(res("Pod"), Some("default"))
             .into_iter()
