@@ -3,14 +3,17 @@
 //! NoExecute taints it tolerates (with the tolerations Kubernetes gives every
 //! daemon pod). Nodes come and go: a new node gets a pod, a pod on a node
 //! that is gone or no longer matches is deleted. A template change rolls
-//! out node by node (RollingUpdate, at most maxUnavailable unavailable) or
-//! waits for the user to delete old pods (OnDelete); pods carry the
+//! out node by node (RollingUpdate, at most maxUnavailable unavailable;
+//! maxSurge is not honoured: an old pod goes before its replacement comes)
+//! or waits for the user to delete old pods (OnDelete); pods carry the
 //! template's hash in the `controller-revision-hash` label.
 //!
-//! Pods are created bound (spec.nodeName) as well as pinned by a
-//! `matchFields metadata.name` node affinity as Kubernetes does: binding
-//! them here keeps a daemon pod on its node whatever the scheduler's
-//! filters, and a pod for a node without a kubelet waits there.
+//! Pods are pinned by a `matchFields metadata.name` node affinity as
+//! Kubernetes does, and also created bound (spec.nodeName): the scheduler
+//! of this tree binds to the first Ready node whatever a pod's affinity, and
+//! a daemon pod belongs on its node even while that node is NotReady (its
+//! kubelet starts it when it returns). Once the scheduler honours
+//! matchFields, binding can be left to it (resource checks then apply).
 //! `plan` decides; `sync` applies.
 
 use serde_json::{Value, json};
