@@ -55,6 +55,15 @@ fn pass(store: &Store, now: SystemTime) -> (bool, Option<Duration>) {
     (failed, wake)
 }
 
+/// The labels a Job's pods get: its uid and name, under the current keys
+/// and the legacy ones.
+const GENERATED_LABELS: [&str; 4] = [
+    "batch.kubernetes.io/controller-uid",
+    "batch.kubernetes.io/job-name",
+    "controller-uid",
+    "job-name",
+];
+
 /// The labels Kubernetes gives a Job's pods and, unless
 /// `spec.manualSelector` is set, the selector that picks them by the Job's
 /// uid. Done on create, before validation (which needs the selector).
@@ -66,11 +75,12 @@ pub fn generate_selector(job: &mut Value, uid: &str) {
     let Some(spec) = job.get_mut("spec").and_then(Value::as_object_mut) else {
         return;
     };
+    let [uid_key, name_key, legacy_uid_key, legacy_name_key] = GENERATED_LABELS;
     let labels = [
-        ("batch.kubernetes.io/controller-uid", uid),
-        ("batch.kubernetes.io/job-name", name.as_str()),
-        ("controller-uid", uid),
-        ("job-name", name.as_str()),
+        (uid_key, uid),
+        (name_key, name.as_str()),
+        (legacy_uid_key, uid),
+        (legacy_name_key, name.as_str()),
     ];
     let template = spec.entry("template").or_insert_with(|| json!({}));
     if let Some(t) = template.as_object_mut() {
@@ -145,6 +155,26 @@ pub fn new_pod(job: &Value, index: Option<u64>) -> Value {
         }
     }
     pod
+}
+
+/// Undoes `generate_selector` (for `bramble export`): another cluster
+/// generates its own from the Job's new uid and refuses a selector it did
+/// not generate.
+pub fn strip_generated_selector(job: &mut Value) {
+    if job.pointer("/spec/manualSelector").and_then(Value::as_bool) == Some(true) {
+        return;
+    }
+    if let Some(spec) = job.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.remove("selector");
+    }
+    if let Some(labels) = job
+        .pointer_mut("/spec/template/metadata/labels")
+        .and_then(Value::as_object_mut)
+    {
+        for k in GENERATED_LABELS {
+            labels.remove(k);
+        }
+    }
 }
 
 /// What one pass does to a Job.
@@ -739,6 +769,13 @@ mod tests {
             (&json!("pi"), &json!("u1"))
         );
         assert_eq!(labels["batch.kubernetes.io/job-name"], "pi");
+        let mut exported = j.clone();
+        strip_generated_selector(&mut exported);
+        assert!(exported["spec"].get("selector").is_none());
+        assert_eq!(
+            exported["spec"]["template"]["metadata"]["labels"],
+            json!({})
+        );
         let mut manual = json!({"metadata": {"name": "m"}, "spec": {"manualSelector": true}});
         generate_selector(&mut manual, "u1");
         assert!(manual["spec"].get("selector").is_none());
