@@ -193,6 +193,12 @@ pub struct SecurityTable {
 const MAX_PODS: std::ops::RangeInclusive<u32> = 1..=250;
 const WAL_PAGES: std::ops::RangeInclusive<u32> = 1..=100_000;
 const MIN_LOG_BYTES: u64 = 4096;
+/// Small-cluster defaults: a lost board's pods move within a minute
+/// (Kubernetes' 40 s and 300 s suit large clusters on reliable networks).
+const DEFAULT_NODE_MONITOR_GRACE: Duration = Duration::from_secs(20);
+const DEFAULT_POD_EVICTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// One and a half kubelet heartbeat periods (10 s).
+const MIN_NODE_MONITOR_GRACE: Duration = Duration::from_secs(15);
 
 /// A quantity ("128Mi") as whole bytes.
 fn bytes(text: &str) -> Result<u64, String> {
@@ -277,13 +283,14 @@ impl BoardConfig {
         if let Some(n) = self.sqlite.wal_autocheckpoint {
             in_range(n, WAL_PAGES)?;
         }
-        for d in [
-            &self.node_failure.node_monitor_grace,
-            &self.node_failure.pod_eviction_timeout,
-        ]
-        .into_iter()
-        .flatten()
+        if let Some(d) = &self.node_failure.node_monitor_grace
+            && duration(d)? < MIN_NODE_MONITOR_GRACE
         {
+            return Err(format!(
+                "{d:?} is shorter than 15s: a kubelet posts its status every 10s, so its node would flap"
+            ));
+        }
+        if let Some(d) = &self.node_failure.pod_eviction_timeout {
             duration(d)?;
         }
         for p in [self.image_gc.high_percent, self.image_gc.low_percent]
@@ -335,9 +342,11 @@ pub struct Settings {
     pub log_max_files: u32,
     /// SQLite `wal_autocheckpoint` of the store, in pages.
     pub wal_autocheckpoint: u32,
-    /// Read and validated for the node lifecycle controller, which does not
-    /// exist yet.
+    /// Silence after which the node lifecycle controller counts a node as
+    /// lost (Unknown, tainted unreachable).
     pub node_monitor_grace: Duration,
+    /// tolerationSeconds of the not-ready/unreachable tolerations new pods
+    /// get: how long their lost node keeps them before they are evicted.
     pub pod_eviction_timeout: Duration,
     pub image_gc_high_percent: u8,
     pub image_gc_low_percent: u8,
@@ -393,11 +402,11 @@ impl Settings {
             wal_autocheckpoint: c.sqlite.wal_autocheckpoint.unwrap_or(1000),
             node_monitor_grace: duration_or(
                 &c.node_failure.node_monitor_grace,
-                Duration::from_secs(40),
+                DEFAULT_NODE_MONITOR_GRACE,
             )?,
             pod_eviction_timeout: duration_or(
                 &c.node_failure.pod_eviction_timeout,
-                Duration::from_secs(300),
+                DEFAULT_POD_EVICTION_TIMEOUT,
             )?,
             image_gc_high_percent: high,
             image_gc_low_percent: low,
@@ -906,6 +915,10 @@ host_path_prefixes = ["/srv/bramble"]
                 "x.toml:2: pod_eviction_timeout in [node_failure]",
             ),
             (
+                "[node_failure]\nnode_monitor_grace = \"10s\"",
+                "x.toml:2: node_monitor_grace in [node_failure]: \"10s\" is shorter than 15s",
+            ),
+            (
                 "[image_gc]\nhigh_percent = 101",
                 "x.toml:2: high_percent in [image_gc]",
             ),
@@ -981,6 +994,10 @@ host_path_prefixes = ["/srv/bramble"]
         assert_eq!(
             (s.max_pods, s.reserved_memory, s.wal_autocheckpoint),
             (110, 0, 1000)
+        );
+        assert_eq!(
+            (s.node_monitor_grace, s.pod_eviction_timeout),
+            (Duration::from_secs(20), Duration::from_secs(30))
         );
         assert_eq!(s.platform, Platform::host());
         assert!(s.labels.is_empty());

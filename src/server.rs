@@ -140,6 +140,7 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
     names.dedup();
     let serving = pki::serving_cert(&cfg.data_dir, &names)?;
     let store = Store::open_with(&cfg.data_dir, cfg.board.wal_autocheckpoint)?;
+    model::defaults::set_default_toleration_seconds(cfg.board.pod_eviction_timeout.as_secs());
     let registries = match cfg.registries.exists() {
         true => crate::image::Registries::load(&cfg.registries).map_err(ServerError::Images)?,
         false => crate::image::Registries::default(),
@@ -205,6 +206,8 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
             |s| Box::pin(async move { crate::controllers::namespace::run(&s).await }),
             |s| Box::pin(async move { crate::controllers::replicaset::run(&s).await }),
             |s| Box::pin(async move { crate::controllers::deployment::run(&s).await }),
+            |s| Box::pin(async move { crate::controllers::daemonset::run(&s).await }),
+            |s| Box::pin(async move { crate::controllers::job::run(&s).await }),
             |s| Box::pin(async move { crate::controllers::gc::run(&s).await }),
             |s| Box::pin(async move { crate::controllers::endpoints::run(&s).await }),
             |s| Box::pin(async move { crate::scheduler::run(&s).await }),
@@ -213,6 +216,10 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         for run in loops {
             ex.spawn(run(store.clone())).detach();
         }
+        let grace = cfg.board.node_monitor_grace;
+        let s = store.clone();
+        ex.spawn(async move { crate::controllers::node_lifecycle::run(&s, grace).await })
+            .detach();
         register_node(&store, &cfg)?;
         ex.spawn(image_gc(
             store.clone(),

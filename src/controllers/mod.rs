@@ -2,10 +2,13 @@
 //! the cluster match what its objects declare. They read and write only
 //! through the store.
 
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod gc;
+pub mod job;
 pub mod namespace;
+pub mod node_lifecycle;
 pub mod replicaset;
 
 use std::time::Duration;
@@ -60,5 +63,13 @@ pub async fn level_loop(
             }
             None => changed.await,
         }
+    }
+}
+
+/// The sooner of two optional delays (a pass's retry and its own deadline).
+pub fn earliest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }

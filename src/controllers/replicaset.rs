@@ -59,7 +59,7 @@ impl fmt::Display for SyncError {
 
 impl std::error::Error for SyncError {}
 
-fn store_err(action: impl Into<String>) -> impl FnOnce(StoreError) -> SyncError {
+pub(super) fn store_err(action: impl Into<String>) -> impl FnOnce(StoreError) -> SyncError {
     let action = action.into();
     move |source| SyncError::Store { action, source }
 }
@@ -135,27 +135,7 @@ fn sync(
         .collect();
     let deleting = store::is_deleting(&v);
     let claimed = claim(&owner.uid, &sel, deleting, &pods);
-    // The pods keep the resourceVersion they were read with, so a pod
-    // changed meanwhile is a conflict, retried on a later pass.
-    for p in &claimed.release {
-        let mut released = (*p).clone();
-        remove_owner_ref(&mut released, &owner.uid);
-        store
-            .update(res("Pod"), released)
-            .map_err(store_err(format!("releasing pod {}", model::name(p))))?;
-    }
-    for p in &claimed.adopt {
-        let mut adopted = (*p).clone();
-        let refs = model::meta_mut(&mut adopted)
-            .entry("ownerReferences")
-            .or_insert_with(|| json!([]));
-        if let Some(refs) = refs.as_array_mut() {
-            refs.push(owner_ref(kind, &v));
-        }
-        store
-            .update(res("Pod"), adopted)
-            .map_err(store_err(format!("adopting pod {}", model::name(p))))?;
-    }
+    apply_claim(store, kind, &v, &claimed)?;
     // An owner being deleted (foreground) neither makes nor removes pods:
     // the garbage collector is taking them down. Nor does one in a
     // terminating namespace, where the API would refuse new pods.
@@ -216,6 +196,38 @@ fn sync(
             .map_err(store_err("writing the status"))?;
     }
     Ok(recheck)
+}
+
+/// Writes a claim's adoptions and releases. The pods keep the
+/// resourceVersion they were read with, so a pod changed meanwhile is a
+/// conflict, retried on a later pass.
+pub(super) fn apply_claim(
+    store: &Store,
+    kind: &Resource,
+    owner: &Value,
+    claimed: &Claim,
+) -> Result<(), SyncError> {
+    let uid = model::meta_str(owner, "uid").unwrap_or_default();
+    for p in &claimed.release {
+        let mut released = (*p).clone();
+        remove_owner_ref(&mut released, uid);
+        store
+            .update(res("Pod"), released)
+            .map_err(store_err(format!("releasing pod {}", model::name(p))))?;
+    }
+    for p in &claimed.adopt {
+        let mut adopted = (*p).clone();
+        let refs = model::meta_mut(&mut adopted)
+            .entry("ownerReferences")
+            .or_insert_with(|| json!([]));
+        if let Some(refs) = refs.as_array_mut() {
+            refs.push(owner_ref(kind, owner));
+        }
+        store
+            .update(res("Pod"), adopted)
+            .map_err(store_err(format!("adopting pod {}", model::name(p))))?;
+    }
+    Ok(())
 }
 
 /// The owner's selector. An empty one would take every pod of the namespace
@@ -310,7 +322,7 @@ pub fn claim<'a>(
     c
 }
 
-fn phase(pod: &Value) -> &str {
+pub(super) fn phase(pod: &Value) -> &str {
     pod.pointer("/status/phase")
         .and_then(Value::as_str)
         .unwrap_or("")

@@ -1092,6 +1092,14 @@ fn job_spec(spec: &Value, errs: &mut Vec<FieldError>) {
         &["NonIndexed", "Indexed"],
         errs,
     );
+    if spec.get("completionMode").and_then(Value::as_str) == Some("Indexed")
+        && spec.get("completions").is_none_or(Value::is_null)
+    {
+        errs.push(required(
+            "spec.completions",
+            "when completion mode is Indexed",
+        ));
+    }
     let template = at(spec, "template");
     pod_template(template, "spec.template", errs);
     template_restart_policy(template, &["OnFailure", "Never"], errs);
@@ -2149,6 +2157,10 @@ mod tests {
                 "spec.template.metadata.labels: Invalid value: map[string]string{\"controller-uid\":\"u\"}: `selector` does not match template `labels`",
             ]
         );
+        job["spec"]["completionMode"] = json!("Indexed");
+        assert!(messages("Job", &job).contains(
+            &"spec.completions: Required value: when completion mode is Indexed".to_string()
+        ));
     }
 
     #[test]

@@ -338,7 +338,7 @@ impl Store {
         }
     }
 
-    /// Stores a new object. Sets uid, creationTimestamp, generation and
+    /// Stores a new object. Sets uid (unless given), creationTimestamp, generation and
     /// resourceVersion; resolves generateName.
     pub fn create(
         &self,
@@ -382,7 +382,14 @@ impl Store {
             } else {
                 m.remove("namespace");
             }
-            m.insert("uid".into(), model::new_uid().into());
+            // The API assigns uids before validation (a Job's selector
+            // names it); everything else gets one here.
+            if m.get("uid")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                m.insert("uid".into(), model::new_uid().into());
+            }
             m.insert("creationTimestamp".into(), model::now().into());
             m.insert("generation".into(), 1.into());
             m.insert("resourceVersion".into(), rv.to_string().into());

@@ -237,7 +237,12 @@ fn a_board_refuses_what_it_does_not_allow() {
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: d\n  annotations: {{bramble.dev/devices: /dev/mem}}\nspec:\n  containers: [{{name: c, image: {image}}}]\n"
     );
     refused(&devices, "asks for /dev/mem");
+    // Controllers make their pods without the API: templates are checked.
+    let deployment = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: dp}}\nspec:\n  selector: {{matchLabels: {{app: dp}}}}\n  template:\n    metadata: {{labels: {{app: dp}}}}\n    spec:\n      containers: [{{name: c, image: {image}, securityContext: {{privileged: true}}}}]\n"
+    );
+    refused(&deployment, "deployments.apps \"dp\" is forbidden");
     // Nothing was stored.
-    let listed = s.kubectl_ok(&["get", "pods", "-o", "name"]);
+    let listed = s.kubectl_ok(&["get", "pods,deployments", "-o", "name"]);
     assert!(listed.trim().is_empty(), "{listed}");
 }

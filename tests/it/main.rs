@@ -15,3 +15,4 @@ mod runtime;
 mod scheduling;
 mod services;
 mod support;
+mod workloads;
