@@ -13,6 +13,7 @@ use serde_json::Value;
 use std::path::{Component, Path, PathBuf};
 
 use crate::model::json as j;
+use crate::runtime::protocol::Security;
 
 /// The annotation listing the host devices a pod's containers get,
 /// comma-separated ("/dev/gpiomem,/dev/i2c-1").
@@ -28,16 +29,14 @@ pub struct Policy {
     pub allowed_devices: Vec<PathBuf>,
 }
 
-/// How one container is to be confined, from its pod's spec.
+/// How one container is to be confined, from its pod's spec: what the
+/// runtime applies (its `devices` left for the kubelet to fill from the
+/// host), and what the kubelet checks itself.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Confinement {
-    pub privileged: bool,
-    pub add_capabilities: Vec<String>,
-    pub drop_capabilities: Vec<String>,
-    pub read_only_root: bool,
-    pub no_new_privileges: bool,
-    pub seccomp: bool,
+    pub runtime: Security,
     pub run_as_non_root: bool,
+    /// Host device paths the pod asked for.
     pub devices: Vec<PathBuf>,
 }
 
@@ -73,13 +72,16 @@ pub fn confinement(pod: &Value, container: &Value) -> Confinement {
         .map(|p| j::text(p, "type"))
         .is_none_or(|t| t != "Unconfined");
     Confinement {
-        privileged: j::flag(ctx, "privileged"),
-        add_capabilities: strings(caps, "add"),
-        drop_capabilities: strings(caps, "drop"),
-        read_only_root: j::flag(ctx, "readOnlyRootFilesystem"),
-        no_new_privileges: ctx.get("allowPrivilegeEscalation").and_then(Value::as_bool)
-            != Some(true),
-        seccomp,
+        runtime: Security {
+            privileged: j::flag(ctx, "privileged"),
+            add_capabilities: strings(caps, "add"),
+            drop_capabilities: strings(caps, "drop"),
+            read_only_root: j::flag(ctx, "readOnlyRootFilesystem"),
+            no_new_privileges: ctx.get("allowPrivilegeEscalation").and_then(Value::as_bool)
+                != Some(true),
+            seccomp,
+            devices: Vec::new(),
+        },
         run_as_non_root: either("runAsNonRoot").and_then(Value::as_bool) == Some(true),
         devices: requested_devices(pod),
     }
@@ -171,8 +173,8 @@ mod tests {
     fn defaults_are_hardened() {
         let pod = json!({"spec": {"containers": [{"name": "c"}]}});
         let c = confinement(&pod, &pod["spec"]["containers"][0]);
-        assert!(c.no_new_privileges && c.seccomp && !c.privileged && !c.read_only_root);
-        assert!(c.add_capabilities.is_empty() && c.drop_capabilities.is_empty());
+        assert_eq!(c.runtime, Security::default());
+        assert!(!c.run_as_non_root && c.devices.is_empty());
     }
 
     #[test]
@@ -183,15 +185,20 @@ mod tests {
                 "readOnlyRootFilesystem": true, "capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]}}}]},
             "metadata": {"annotations": {DEVICES_ANNOTATION: "/dev/gpiomem, /dev/i2c-1"}}});
         let c = confinement(&pod, &pod["spec"]["containers"][0]);
-        assert!(c.seccomp && !c.no_new_privileges && c.read_only_root && c.run_as_non_root);
-        assert_eq!(c.add_capabilities, ["NET_ADMIN"]);
-        assert_eq!(c.drop_capabilities, ["ALL"]);
+        let r = &c.runtime;
+        assert!(r.seccomp && !r.no_new_privileges && r.read_only_root && c.run_as_non_root);
+        assert_eq!(r.add_capabilities, ["NET_ADMIN"]);
+        assert_eq!(r.drop_capabilities, ["ALL"]);
         assert_eq!(
             c.devices,
             [PathBuf::from("/dev/gpiomem"), PathBuf::from("/dev/i2c-1")]
         );
         let pod_only = json!({"spec": {"securityContext": {"seccompProfile": {"type": "Unconfined"}}, "containers": [{}]}});
-        assert!(!confinement(&pod_only, &pod_only["spec"]["containers"][0]).seccomp);
+        assert!(
+            !confinement(&pod_only, &pod_only["spec"]["containers"][0])
+                .runtime
+                .seccomp
+        );
     }
 
     #[test]

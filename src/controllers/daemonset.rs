@@ -20,8 +20,8 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use super::earliest;
 use super::replicaset::{self, Retry, SyncError, store_err};
+use super::sooner;
 use crate::events::{self, Type};
 use crate::model::{self, placement, res};
 use crate::store::{self, Object, Store, StoreError};
@@ -34,7 +34,7 @@ pub async fn run(store: &Store) {
     let mut retry = Retry::default();
     super::level_loop(store, &watched, super::SETTLE, || {
         let (failed, wake) = pass(store);
-        earliest(retry.after(failed), wake)
+        sooner(retry.after(failed), wake)
     })
     .await
 }
@@ -50,7 +50,7 @@ fn pass(store: &Store) -> (bool, Option<Duration>) {
     let (mut failed, mut wake) = (false, None);
     for ds in store.list(res("DaemonSet"), None) {
         match sync(store, &ds, &nodes, SystemTime::now()) {
-            Ok(w) => wake = earliest(wake, w),
+            Ok(w) => wake = sooner(wake, w),
             Err(e) => {
                 log::warn!("syncing DaemonSet {}/{}: {e}", ds.namespace, ds.name);
                 failed = true;
@@ -274,7 +274,7 @@ pub fn plan<'a>(
                 let is_available = match available_in(pod, min_ready, now) {
                     Some(Duration::ZERO) => true,
                     Some(left) => {
-                        p.wake = earliest(p.wake, Some(left));
+                        p.wake = sooner(p.wake, Some(left));
                         false
                     }
                     None => false,

@@ -16,8 +16,8 @@ use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
-use super::earliest;
 use super::replicaset::{self, Retry, SyncError, store_err};
+use super::sooner;
 use crate::events::{self, Type};
 use crate::model::{self, res};
 use crate::store::{self, Object, Store, StoreError};
@@ -33,7 +33,7 @@ pub async fn run(store: &Store) {
     let mut retry = Retry::default();
     super::level_loop(store, &watched, super::SETTLE, || {
         let (failed, wake) = pass(store, SystemTime::now());
-        earliest(retry.after(failed), wake)
+        sooner(retry.after(failed), wake)
     })
     .await
 }
@@ -45,7 +45,7 @@ fn pass(store: &Store, now: SystemTime) -> (bool, Option<Duration>) {
     let mut wake = None;
     for job in store.list(res("Job"), None) {
         match sync(store, &job, now) {
-            Ok(w) => wake = earliest(wake, w),
+            Ok(w) => wake = sooner(wake, w),
             Err(e) => {
                 log::warn!("syncing Job {}/{}: {e}", job.namespace, job.name);
                 failed = true;
@@ -397,7 +397,7 @@ pub fn plan<'a>(job: &Value, owned: &[&'a Value], now: SystemTime) -> Plan<'a> {
                 && let Some(d) = backoff_left(owned, failed, now)
             {
                 want = active.len();
-                p.wake = earliest(p.wake, Some(d));
+                p.wake = sooner(p.wake, Some(d));
             }
         }
     }

@@ -21,7 +21,7 @@ use crate::store::Store;
 /// a few passes, not one per write.
 pub const SETTLE: Duration = Duration::from_millis(100);
 
-/// The earlier of two optional delays.
+/// The earlier of two optional delays (a pass's retry and its own deadline).
 pub fn sooner(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -63,13 +63,5 @@ pub async fn level_loop(
             }
             None => changed.await,
         }
-    }
-}
-
-/// The sooner of two optional delays (a pass's retry and its own deadline).
-pub fn earliest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
     }
 }

@@ -22,8 +22,8 @@ use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::earliest;
 use super::replicaset::Retry;
+use super::sooner;
 use crate::events::{self, Type};
 use crate::model::{self, placement, res};
 use crate::store::{Object, Store, StoreError};
@@ -51,7 +51,7 @@ pub async fn run(store: &Store, grace: Duration) {
     let watched = [res("Node"), res("Pod")];
     super::level_loop(store, &watched, super::SETTLE, || {
         let (failed, wake) = pass(store, grace, &mut memory);
-        earliest(retry.after(failed), wake)
+        sooner(retry.after(failed), wake)
     })
     .await
 }
@@ -216,7 +216,7 @@ fn pass(store: &Store, grace: Duration, memory: &mut Memory) -> (bool, Option<Du
         let quiet = instant.saturating_duration_since(last);
         let silent = quiet > grace;
         if !silent {
-            wake = earliest(wake, Some(grace - quiet + MARGIN));
+            wake = sooner(wake, Some(grace - quiet + MARGIN));
         }
         let stamp = model::timestamp(now);
         let mut v = node.value();
@@ -286,7 +286,7 @@ fn pass(store: &Store, grace: Duration, memory: &mut Memory) -> (bool, Option<Du
                 Eviction::Never => {}
                 Eviction::At(t) if t > now => {
                     let d = t.duration_since(now).unwrap_or_default();
-                    wake = earliest(wake, Some(d + MARGIN));
+                    wake = sooner(wake, Some(d + MARGIN));
                 }
                 Eviction::At(_) | Eviction::Now => {
                     report(

@@ -811,12 +811,7 @@ impl Kubelet {
                 .iter()
                 .map(|d| host_device(d))
                 .collect::<Result<_, _>>()?,
-            privileged: confinement.privileged,
-            add_capabilities: confinement.add_capabilities,
-            drop_capabilities: confinement.drop_capabilities,
-            read_only_root: confinement.read_only_root,
-            no_new_privileges: confinement.no_new_privileges,
-            seccomp: confinement.seccomp,
+            ..confinement.runtime
         };
         let id = format!("{}-{name}-{attempt}", pod.uid);
         let id_for_hook = id.clone();

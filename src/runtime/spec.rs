@@ -603,6 +603,25 @@ mod tests {
         assert_eq!(r.pids().as_ref().unwrap().limit(), 64);
     }
 
+    fn spec_of(c: &ContainerSpec) -> Spec {
+        let sandbox = SandboxPaths::new(Path::new("/rt"), "pod1");
+        container_spec(
+            c,
+            "pod1",
+            Path::new("/rootfs"),
+            &sandbox,
+            false,
+            &caps::all(),
+        )
+        .unwrap()
+    }
+
+    fn sys_options(spec: &Spec) -> Vec<String> {
+        let mounts = spec.mounts().as_ref().unwrap();
+        let sys = mounts.iter().find(|m| m.destination() == Path::new("/sys"));
+        sys.unwrap().options().clone().unwrap_or_default()
+    }
+
     fn caps(sec: &Security) -> Vec<String> {
         let mut v: Vec<String> = capabilities(sec, &caps::all())
             .unwrap()
@@ -683,14 +702,7 @@ mod tests {
                 .unwrap()
                 .contains(&"/proc/sys".to_string())
         );
-        let sys = spec
-            .mounts()
-            .as_ref()
-            .unwrap()
-            .iter()
-            .find(|m| m.destination() == Path::new("/sys"))
-            .unwrap();
-        assert!(sys.options().as_ref().unwrap().contains(&"ro".to_string()));
+        assert!(sys_options(&spec).contains(&"ro".to_string()));
 
         let mut c = example();
         c.security = Security {
@@ -698,44 +710,19 @@ mod tests {
             read_only_root: true,
             ..Security::default()
         };
-        let sandbox = SandboxPaths::new(Path::new("/rt"), "pod1");
-        let spec = container_spec(
-            &c,
-            "pod1",
-            Path::new("/rootfs"),
-            &sandbox,
-            false,
-            &caps::all(),
-        )
-        .unwrap();
+        let spec = spec_of(&c);
         let linux = spec.linux().as_ref().unwrap();
         assert!(linux.seccomp().is_none() && linux.masked_paths().is_none());
         assert_eq!(spec.process().as_ref().unwrap().no_new_privileges(), None);
         assert_eq!(spec.root().as_ref().unwrap().readonly(), Some(true));
-        let sys = spec
-            .mounts()
-            .as_ref()
-            .unwrap()
-            .iter()
-            .find(|m| m.destination() == Path::new("/sys"))
-            .unwrap();
-        assert!(sys.options().as_ref().unwrap().contains(&"rw".to_string()));
+        assert!(sys_options(&spec).contains(&"rw".to_string()));
     }
 
     #[test]
     fn unconfined_drops_only_seccomp() {
         let mut c = example();
         c.security.seccomp = false;
-        let sandbox = SandboxPaths::new(Path::new("/rt"), "pod1");
-        let spec = container_spec(
-            &c,
-            "pod1",
-            Path::new("/rootfs"),
-            &sandbox,
-            false,
-            &caps::all(),
-        )
-        .unwrap();
+        let spec = spec_of(&c);
         let linux = spec.linux().as_ref().unwrap();
         assert!(linux.seccomp().is_none());
         assert!(linux.masked_paths().is_some());
