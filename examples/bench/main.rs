@@ -160,6 +160,12 @@ impl Daemon {
                 .header("Authorization", &auth)
                 .header("Content-Type", "application/json")
                 .send(b.as_bytes()),
+            ("PATCH", Some(b)) => self
+                .agent
+                .patch(&url)
+                .header("Authorization", &auth)
+                .header("Content-Type", "application/merge-patch+json")
+                .send(b.as_bytes()),
             ("DELETE", _) => self
                 .agent
                 .delete(&url)
