@@ -132,6 +132,7 @@ pub struct BoardConfig {
     pub image_gc: ImageGcTable,
     pub devices: DevicesTable,
     pub security: SecurityTable,
+    pub limits: LimitsTable,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -188,6 +189,13 @@ pub struct SecurityTable {
     pub allow_privileged: Option<bool>,
     pub allow_host_network: Option<bool>,
     pub host_path_prefixes: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsTable {
+    pub objects_per_namespace: Option<u32>,
+    pub max_image_size: Option<String>,
 }
 
 const MAX_PODS: std::ops::RangeInclusive<u32> = 1..=250;
@@ -311,6 +319,14 @@ impl BoardConfig {
                 return Err(format!("{d:?} is not a path under /dev/"));
             }
         }
+        if let Some(n) = self.limits.objects_per_namespace {
+            in_range(n, 100..=1_000_000)?;
+        }
+        if let Some(q) = &self.limits.max_image_size
+            && bytes(q)? < 64 << 10
+        {
+            return Err(format!("{q:?} is below the 64Ki minimum"));
+        }
         for p in self.security.host_path_prefixes.iter().flatten() {
             let plain = Path::new(p).components().all(|c| {
                 matches!(
@@ -350,6 +366,10 @@ pub struct Settings {
     pub pod_eviction_timeout: Duration,
     pub image_gc_high_percent: u8,
     pub image_gc_low_percent: u8,
+    /// Objects a namespace may hold, all kinds together.
+    pub objects_per_namespace: u32,
+    /// Images whose compressed layers add up to more are refused.
+    pub max_image_bytes: u64,
     /// What pods may do on this board: privileged, host network, hostPath
     /// prefixes, host devices. Nothing of it by default.
     pub security: crate::security::Policy,
@@ -410,6 +430,8 @@ impl Settings {
             )?,
             image_gc_high_percent: high,
             image_gc_low_percent: low,
+            objects_per_namespace: c.limits.objects_per_namespace.unwrap_or(10_000),
+            max_image_bytes: bytes_or(&c.limits.max_image_size, 4 << 30)?,
             security: crate::security::Policy {
                 allow_privileged: c.security.allow_privileged.unwrap_or(false),
                 allow_host_network: c.security.allow_host_network.unwrap_or(false),
@@ -791,6 +813,10 @@ allowed = ["/dev/gpiomem"]
 allow_privileged = true
 allow_host_network = false
 host_path_prefixes = ["/srv/bramble"]
+
+[limits]
+objects_per_namespace = 2000
+max_image_size = "512Mi"
 "#;
 
     #[test]
@@ -812,6 +838,10 @@ host_path_prefixes = ["/srv/bramble"]
         assert_eq!(s.node_monitor_grace, Duration::from_secs(60));
         assert_eq!(s.pod_eviction_timeout, Duration::from_secs(600));
         assert_eq!((s.image_gc_high_percent, s.image_gc_low_percent), (90, 70));
+        assert_eq!(
+            (s.objects_per_namespace, s.max_image_bytes),
+            (2000, 512 << 20)
+        );
         assert_eq!(
             s.security,
             crate::security::Policy {
@@ -929,6 +959,10 @@ host_path_prefixes = ["/srv/bramble"]
             (
                 "[devices]\nallowed = [\"/dev/../etc\"]",
                 "x.toml:2: allowed in [devices]",
+            ),
+            (
+                "[limits]\nmax_image_size = \"1Ki\"",
+                "x.toml:2: max_image_size in [limits]",
             ),
             (
                 "[security]\nhost_path_prefixes = [\"/srv/../etc\"]",

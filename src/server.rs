@@ -151,7 +151,8 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         crate::image::ImageStore::open(&cfg.data_dir)
             .map_err(ServerError::Images)?
             .with_registries(registries)
-            .with_platform(cfg.board.platform.clone()),
+            .with_platform(cfg.board.platform.clone())
+            .with_max_image_size(cfg.board.max_image_bytes),
     );
     if !crate::image::Platform::host()
         .compatible()
@@ -189,6 +190,7 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         cgroups: crate::runtime::cgroups::CgroupLayout::detect().ok(),
         api_counters: Default::default(),
         security: cfg.board.security.clone(),
+        objects_per_namespace: cfg.board.objects_per_namespace as usize,
     });
     let mut signals =
         async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])

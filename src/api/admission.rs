@@ -29,6 +29,14 @@ pub fn on_create(ctx: &Ctx, r: &'static Resource, v: &mut Value) -> Result<(), S
             }
             Some(_) => {}
         }
+        if ctx.store.count_in_namespace(&ns) >= ctx.objects_per_namespace {
+            return Err(Status::forbidden(format!(
+                "{} \"{}\" is forbidden: namespace {ns} already holds {} objects, the most this board allows in one namespace ([limits] objects_per_namespace in the board config)",
+                r.key(),
+                model::name(v),
+                ctx.objects_per_namespace
+            )));
+        }
     }
     pod_security(ctx, r, v)?;
     match r.kind {

@@ -338,6 +338,21 @@ impl Store {
         }
     }
 
+    /// How many objects of every namespaced resource `namespace` holds.
+    pub fn count_in_namespace(&self, namespace: &str) -> usize {
+        let st = self.state.borrow();
+        RESOURCES
+            .iter()
+            .filter(|r| r.namespaced)
+            .map(|r| {
+                st.objects[index(r)]
+                    .range((namespace.to_string(), String::new())..)
+                    .take_while(|((n, _), _)| n == namespace)
+                    .count()
+            })
+            .sum()
+    }
+
     /// Stores a new object. Sets uid (unless given), creationTimestamp, generation and
     /// resourceVersion; resolves generateName.
     pub fn create(

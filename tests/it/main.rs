@@ -9,6 +9,7 @@ mod hardening;
 mod image_pods;
 mod images;
 mod kubectl;
+mod limits;
 mod manifests;
 mod pods;
 mod runtime;
