@@ -13,6 +13,8 @@ pub mod kubelet;
 pub mod manifests;
 pub mod metrics;
 pub mod model;
+#[cfg(test)]
+pub(crate) mod mutate;
 pub mod net;
 pub mod node;
 pub mod pki;
