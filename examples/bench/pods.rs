@@ -21,7 +21,7 @@ fn have(tool: &str) -> bool {
 }
 
 /// The example image, built once for the run.
-fn example_image(dir: &Path) -> std::path::PathBuf {
+pub fn example_image(dir: &Path) -> std::path::PathBuf {
     let archive = dir.join("kubia.tar");
     let built = Command::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -38,7 +38,7 @@ fn example_image(dir: &Path) -> std::path::PathBuf {
     archive
 }
 
-fn pod(name: &str, cmd: &str) -> String {
+pub fn pod(name: &str, cmd: &str) -> String {
     format!(
         r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}"}},"spec":{{"terminationGracePeriodSeconds":0,"containers":[{{"name":"c","image":"{IMAGE}","command":["sh","-c","{cmd}"]}}]}}}}"#
     )
