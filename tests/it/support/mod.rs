@@ -145,6 +145,8 @@ impl Server {
                 &format!("127.0.0.1:{}", self.port),
                 "--node-name",
                 "test-node",
+                "--cluster-listen",
+                "127.0.0.1:0",
             ])
             .args(extra)
             .env("RUST_LOG", "info,bramble=debug")
