@@ -175,15 +175,14 @@ pub fn run(cfg: Config) -> Result<(), AgentError> {
 }
 
 /// Connects, runs a session, and retries with back-off and jitter, until
-/// the server revokes this board.
+/// the server refuses this board (wrong token, revoked, another protocol
+/// version): trying again would not change its answer.
 async fn connect_loop(cfg: &Config, store: &Rc<Store>) -> AgentError {
     let mut delay = FIRST_RETRY;
     loop {
         let started = Instant::now();
         match connect(cfg, store).await {
-            Err(AgentError::Refused(why)) if why.contains("revoked") => {
-                return AgentError::Refused(why);
-            }
+            Err(e @ AgentError::Refused(_)) => return e,
             Err(e) => log::warn!("cluster link: {e}"),
             Ok(()) => log::info!("cluster link closed by the server"),
         }

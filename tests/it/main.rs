@@ -4,6 +4,7 @@ mod api;
 mod board;
 mod boards;
 mod controllers;
+mod federation;
 mod image_pods;
 mod images;
 mod kubectl;
