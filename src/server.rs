@@ -152,8 +152,9 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         &store,
     )?;
     let kl = board.kubelet.clone();
-    let cluster = crate::cluster::server::Cluster::start(&cfg.data_dir, cfg.cluster_listen)
-        .map_err(|e| ServerError::Listen(e.to_string()))?;
+    let cluster =
+        crate::cluster::server::Cluster::start(&cfg.data_dir, cfg.cluster_listen, store.clone())
+            .map_err(|e| ServerError::Listen(e.to_string()))?;
     let ex = Rc::new(LocalExecutor::new());
     let ctx = Rc::new(api::Ctx {
         store: store.clone(),
@@ -161,6 +162,7 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         ready: false.into(),
         service_cidr: cfg.service_cidr,
         kubelet: Some(kl.clone()),
+        cluster: Some(cluster.proxy()),
     });
     let mut signals =
         async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
@@ -186,7 +188,7 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         }
         register_node(&store, &cfg)?;
         board.spawn(&ex, &store);
-        ex.spawn(cluster.run(store.clone(), ex.clone())).detach();
+        ex.spawn(cluster.run(ex.clone())).detach();
         let (calls_tx, calls_rx) = smol::channel::bounded(64);
         let listener = http::Listener::start(
             cfg.listen,

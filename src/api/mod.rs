@@ -35,6 +35,8 @@ pub struct Ctx {
     pub service_cidr: crate::net::Cidr,
     /// This board's kubelet: logs and exec of its pods.
     pub kubelet: Option<Rc<crate::kubelet::Kubelet>>,
+    /// The cluster link: logs of pods on other boards.
+    pub cluster: Option<crate::cluster::server::Proxy>,
 }
 
 /// Handles calls until the listener's channel closes.

@@ -15,6 +15,8 @@ use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::join::{Identity, JoinError};
@@ -133,6 +135,7 @@ pub fn run(cfg: Config) -> Result<(), AgentError> {
             labels: cfg.board.labels.clone(),
         };
         crate::node::register(&store, crate::node::node_object(&facts))?;
+        let kubelet = board.kubelet.clone();
         board.spawn(&ex, &store);
         log::info!(
             "bramble agent for node {} running (data {}); server {}",
@@ -142,9 +145,13 @@ pub fn run(cfg: Config) -> Result<(), AgentError> {
         );
         let (fatal_tx, fatal_rx) = smol::channel::bounded(1);
         ex.spawn({
-            let store = store.clone();
+            let board = Local {
+                store: store.clone(),
+                kubelet,
+                ex: ex.clone(),
+            };
             async move {
-                let e = connect_loop(&cfg, &store).await;
+                let e = connect_loop(&cfg, &board).await;
                 let _ = fatal_tx.send(e).await;
             }
         })
@@ -177,11 +184,11 @@ pub fn run(cfg: Config) -> Result<(), AgentError> {
 /// Connects, runs a session, and retries with back-off and jitter, until
 /// the server refuses this board (wrong token, revoked, another protocol
 /// version): trying again would not change its answer.
-async fn connect_loop(cfg: &Config, store: &Rc<Store>) -> AgentError {
+async fn connect_loop(cfg: &Config, board: &Local) -> AgentError {
     let mut delay = FIRST_RETRY;
     loop {
         let started = Instant::now();
-        match connect(cfg, store).await {
+        match connect(cfg, board).await {
             Err(e @ AgentError::Refused(_)) => return e,
             Err(e) => log::warn!("cluster link: {e}"),
             Ok(()) => log::info!("cluster link closed by the server"),
@@ -261,14 +268,66 @@ async fn identity(cfg: &Config) -> Result<Identity, AgentError> {
     }
 }
 
+/// What the link serves on this board.
+struct Local {
+    store: Rc<Store>,
+    kubelet: Rc<crate::kubelet::Kubelet>,
+    ex: Rc<async_executor::LocalExecutor<'static>>,
+}
+
+impl Local {
+    /// Starts streaming a container's log for the server; the first
+    /// message to send back says whether it began.
+    fn log(
+        &self,
+        id: u64,
+        pod: (&str, &str),
+        container: &str,
+        previous: bool,
+        query: &[(String, String)],
+        out: &smol::channel::Sender<Message>,
+    ) -> Result<Arc<AtomicBool>, String> {
+        let pod = self
+            .store
+            .get(res("Pod"), pod.0, pod.1)
+            .ok_or_else(|| format!("pod {} is not on this board", pod.1))?;
+        let opts =
+            crate::kubelet::logs::LogOptions::from_query(query, std::time::SystemTime::now())?;
+        let (path, ended) = self.kubelet.log_file(&pod, container, previous)?;
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let stop = {
+            let c = cancelled.clone();
+            move || ended() || c.load(Ordering::Relaxed)
+        };
+        let chunks = crate::kubelet::logs::stream(path, opts, stop)
+            .map_err(|e| format!("starting a log stream: {e}"))?;
+        let (out, c) = (out.clone(), cancelled.clone());
+        self.ex
+            .spawn(async move {
+                while let Ok(data) = chunks.recv().await {
+                    if c.load(Ordering::Relaxed)
+                        || out.send(Message::StreamData { id, data }).await.is_err()
+                    {
+                        return; // dropping `chunks` ends the reading thread
+                    }
+                }
+                let _ = out.send(Message::StreamEnd { id, error: None }).await;
+            })
+            .detach();
+        Ok(cancelled)
+    }
+}
+
 enum Step {
     In(Result<Message, LinkError>),
     Local(Option<crate::store::WatchEvent>),
+    Out(Option<Message>),
     Beat,
 }
 
 /// One connection: identity, Hello/Welcome, the full set, then changes.
-async fn connect(cfg: &Config, store: &Rc<Store>) -> Result<(), AgentError> {
+async fn connect(cfg: &Config, board: &Local) -> Result<(), AgentError> {
+    let store = &board.store;
     let id = identity(cfg).await?;
     let mut link = dial(cfg, Some(&id)).await?;
     match link.recv().await? {
@@ -296,9 +355,14 @@ async fn connect(cfg: &Config, store: &Rc<Store>) -> Result<(), AgentError> {
     };
     let local = store.watch_many(&[res("Pod"), res("Node")], None, store.resource_version())?;
     let mut beat = smol::Timer::interval(HEARTBEAT);
+    // Log streams' messages, and how to cancel each.
+    let (streams_tx, streams_rx) = smol::channel::unbounded();
+    let mut streams: HashMap<u64, Arc<AtomicBool>> = HashMap::new();
     loop {
         let step = smol::future::or(
-            async { Step::In(link.recv().await) },
+            smol::future::or(async { Step::In(link.recv().await) }, async {
+                Step::Out(streams_rx.recv().await.ok())
+            }),
             smol::future::or(async { Step::Local(local.recv().await.ok()) }, async {
                 use smol::stream::StreamExt;
                 beat.next().await;
@@ -307,7 +371,40 @@ async fn connect(cfg: &Config, store: &Rc<Store>) -> Result<(), AgentError> {
         )
         .await;
         let out = match step {
+            Step::In(Ok(Message::LogRequest {
+                id,
+                namespace,
+                name,
+                container,
+                previous,
+                query,
+            })) => {
+                let pod = (namespace.as_str(), name.as_str());
+                match board.log(id, pod, &container, previous, &query, &streams_tx) {
+                    Ok(cancel) => {
+                        streams.insert(id, cancel);
+                        vec![Message::StreamData {
+                            id,
+                            data: Vec::new(),
+                        }]
+                    }
+                    Err(e) => vec![Message::StreamEnd { id, error: Some(e) }],
+                }
+            }
+            Step::In(Ok(Message::StreamCancel { id })) => {
+                if let Some(c) = streams.remove(&id) {
+                    c.store(true, Ordering::Relaxed);
+                }
+                Vec::new()
+            }
             Step::In(msg) => mirror.apply(msg?)?,
+            Step::Out(Some(msg)) => {
+                if let Message::StreamEnd { id, .. } = &msg {
+                    streams.remove(id);
+                }
+                vec![msg]
+            }
+            Step::Out(None) => Vec::new(),
             Step::Local(Some(ev)) => mirror.local_change(&ev),
             Step::Local(None) => return Err(AgentError::Protocol("local store closed".into())),
             Step::Beat => vec![Message::Heartbeat],

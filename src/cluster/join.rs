@@ -170,6 +170,11 @@ impl Registry {
             .map(|(n, _)| n.as_str())
     }
 
+    /// Whether `node` joined (and was not revoked since).
+    pub fn admitted(&self, node: &str) -> bool {
+        self.nodes.contains_key(node)
+    }
+
     /// Forgets `node`'s certificate; true if it had one.
     pub fn revoke(&mut self, node: &str) -> Result<bool, JoinError> {
         if self.nodes.remove(node).is_none() {

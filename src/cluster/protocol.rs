@@ -64,6 +64,22 @@ pub enum Message {
     NodeStatus { json: String },
     /// Agent → server: alive (kept in memory by the server, never on disk).
     Heartbeat,
+    /// Server → agent: `kubectl logs` of a pod on the board; `query` is the
+    /// request's (tailLines, follow, timestamps...).
+    LogRequest {
+        id: u64,
+        namespace: String,
+        name: String,
+        container: String,
+        previous: bool,
+        query: Vec<(String, String)>,
+    },
+    /// Agent → server: bytes of stream `id`; the first, empty, says it began.
+    StreamData { id: u64, data: Vec<u8> },
+    /// Agent → server: stream `id` ended; `error` is for the user (a 400).
+    StreamEnd { id: u64, error: Option<String> },
+    /// Server → agent: the client of stream `id` went away.
+    StreamCancel { id: u64 },
 }
 
 impl Message {
@@ -82,6 +98,10 @@ impl Message {
             Message::PodGone { .. } => "PodGone",
             Message::NodeStatus { .. } => "NodeStatus",
             Message::Heartbeat => "Heartbeat",
+            Message::LogRequest { .. } => "LogRequest",
+            Message::StreamData { .. } => "StreamData",
+            Message::StreamEnd { .. } => "StreamEnd",
+            Message::StreamCancel { .. } => "StreamCancel",
         }
     }
 }

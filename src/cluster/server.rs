@@ -61,13 +61,17 @@ impl std::error::Error for ClusterError {}
 pub struct Cluster {
     listener: Async<TcpListener>,
     tls: Arc<rustls::ServerConfig>,
-    registry: Registry,
+    hub: Rc<Hub>,
 }
 
 impl Cluster {
     /// Binds `listen` and loads the credentials (a serving certificate for
     /// [`tls::SERVER_NAME`] made for this run, the CA, admitted nodes).
-    pub fn start(data_dir: &Path, listen: SocketAddr) -> Result<Cluster, ClusterError> {
+    pub fn start(
+        data_dir: &Path,
+        listen: SocketAddr,
+        store: Rc<Store>,
+    ) -> Result<Cluster, ClusterError> {
         let creds = crate::pki::ensure(data_dir).map_err(ClusterError::Pki)?;
         let serving = crate::pki::serving_cert(data_dir, &[tls::SERVER_NAME.to_string()])
             .map_err(ClusterError::Pki)?;
@@ -81,25 +85,30 @@ impl Cluster {
                 addr: listen,
                 source,
             })?;
-        Ok(Cluster {
-            listener,
-            tls,
-            registry,
-        })
-    }
-
-    /// Accepts boards and routes store changes to them, for the life of the daemon.
-    pub async fn run(self, store: Rc<Store>, ex: Rc<async_executor::LocalExecutor<'static>>) {
-        if let Ok(addr) = self.listener.get_ref().local_addr() {
-            log::info!("listening for boards on {addr}");
-        }
         let hub = Rc::new(Hub {
-            store: store.clone(),
-            registry: RefCell::new(self.registry),
+            store,
+            registry: RefCell::new(registry),
             links: RefCell::default(),
             next_id: Default::default(),
             open: Default::default(),
+            streams: RefCell::default(),
         });
+        Ok(Cluster { listener, tls, hub })
+    }
+
+    /// What the API uses to reach pods on other boards.
+    pub fn proxy(&self) -> Proxy {
+        Proxy {
+            hub: self.hub.clone(),
+        }
+    }
+
+    /// Accepts boards and routes store changes to them, for the life of the daemon.
+    pub async fn run(self, ex: Rc<async_executor::LocalExecutor<'static>>) {
+        if let Ok(addr) = self.listener.get_ref().local_addr() {
+            log::info!("listening for boards on {addr}");
+        }
+        let hub = self.hub;
         ex.spawn(route_changes(hub.clone())).detach();
         loop {
             let (tcp, peer) = match self.listener.accept().await {
@@ -134,8 +143,103 @@ struct Hub {
     registry: RefCell<Registry>,
     /// Connected nodes: connection id and its outbox.
     links: RefCell<HashMap<String, (u64, smol::channel::Sender<Message>)>>,
+    /// Connection ids, and stream ids of proxied logs.
     next_id: std::cell::Cell<u64>,
     open: std::cell::Cell<usize>,
+    /// Open log streams: id -> (board, where its data goes).
+    streams: RefCell<HashMap<u64, (String, StreamTx)>>,
+}
+
+type StreamTx = smol::channel::Sender<Result<Vec<u8>, String>>;
+
+impl Hub {
+    fn next_id(&self) -> u64 {
+        let id = self.next_id.get() + 1;
+        self.next_id.set(id);
+        id
+    }
+}
+
+/// The API's way to pods on other boards.
+pub struct Proxy {
+    hub: Rc<Hub>,
+}
+
+impl Proxy {
+    /// Asks the board running `pod` for a container's log. None when no
+    /// board of the cluster runs it (the server's own kubelet does).
+    pub fn log(
+        &self,
+        pod: &Object,
+        container: &str,
+        previous: bool,
+        query: &[(String, String)],
+    ) -> Option<Result<LogStream, String>> {
+        let node = pod.node_name.as_str();
+        if node.is_empty() || !self.hub.registry.borrow().admitted(node) {
+            return None;
+        }
+        if !self.hub.connected(node) {
+            return Some(Err(format!(
+                "the board {node} running pod {} is not connected to the server",
+                pod.name
+            )));
+        }
+        let id = self.hub.next_id();
+        let (tx, rx) = smol::channel::unbounded();
+        self.hub
+            .streams
+            .borrow_mut()
+            .insert(id, (node.to_string(), tx));
+        self.hub.send(
+            node,
+            Message::LogRequest {
+                id,
+                namespace: pod.namespace.clone(),
+                name: pod.name.clone(),
+                container: container.to_string(),
+                previous,
+                query: query.to_vec(),
+            },
+        );
+        Some(Ok(LogStream {
+            id,
+            node: node.to_string(),
+            rx,
+            hub: self.hub.clone(),
+        }))
+    }
+}
+
+/// A log streamed from a board; dropping it before the end cancels it there.
+pub struct LogStream {
+    id: u64,
+    node: String,
+    rx: smol::channel::Receiver<Result<Vec<u8>, String>>,
+    hub: Rc<Hub>,
+}
+
+impl LogStream {
+    /// Waits for the board's first answer: it opened the log, or why not.
+    pub async fn started(&self) -> Result<(), String> {
+        match self.rx.recv().await {
+            Ok(r) => r.map(drop),
+            Err(_) => Err(format!("board {} ended the log stream", self.node)),
+        }
+    }
+
+    pub async fn next(&self) -> Option<Result<Vec<u8>, String>> {
+        self.rx.recv().await.ok()
+    }
+}
+
+impl Drop for LogStream {
+    fn drop(&mut self) {
+        if self.hub.streams.borrow_mut().remove(&self.id).is_some() {
+            self.hub
+                .send(&self.node, Message::StreamCancel { id: self.id });
+        }
+    }
 }
 
 impl Hub {
@@ -198,10 +302,12 @@ async fn connection(
     let mut link = timeout(Link::handshake(tcp, conn)).await?;
     let (version, node) = match timeout(link.recv()).await? {
         Message::Hello { version, node } => (version, node),
-        other => return Err(refuse(link, &format!("expected Hello, got {}", other.name())).await),
+        other => {
+            return Err(refuse(&mut link, &format!("expected Hello, got {}", other.name())).await);
+        }
     };
     if let Some(why) = protocol::check_version(version) {
-        return Err(refuse(link, &why).await);
+        return Err(refuse(&mut link, &why).await);
     }
     let Some(cert) = link.peer_certificate().cloned() else {
         return join(hub, link, &node).await;
@@ -209,16 +315,16 @@ async fn connection(
     let known = hub.registry.borrow().node_of(&cert).map(str::to_string);
     match known {
         Some(n) if n == node => session(hub, link, node).await,
-        Some(n) => Err(refuse(link, &format!("this certificate belongs to node {n}, not {node}")).await),
+        Some(n) => Err(refuse(&mut link, &format!("this certificate belongs to node {n}, not {node}")).await),
         None => Err(refuse(
-            link,
+            &mut link,
             &format!("the credential of node {node} is revoked (its Node was deleted); remove DATA_DIR/cluster/node.* on the board and restart it to join again"),
         )
         .await),
     }
 }
 
-async fn refuse(link: Link, why: &str) -> ConnError {
+async fn refuse(link: &mut Link, why: &str) -> ConnError {
     link.refuse(why).await;
     ConnError::Refused(why.to_string())
 }
@@ -228,11 +334,11 @@ async fn join(hub: &Hub, mut link: Link, node: &str) -> Result<(), ConnError> {
     let (secret, public_key) = match timeout(link.recv()).await? {
         Message::Join { secret, public_key } => (secret, public_key),
         other => {
-            return Err(refuse(link, &format!("expected Join, got {}", other.name())).await);
+            return Err(refuse(&mut link, &format!("expected Join, got {}", other.name())).await);
         }
     };
     if !hub.registry.borrow().secret_matches(&secret) {
-        return Err(refuse(link, "wrong join token").await);
+        return Err(refuse(&mut link, "wrong join token").await);
     }
     let issued = hub.registry.borrow_mut().issue(node, &public_key);
     match issued {
@@ -241,7 +347,7 @@ async fn join(hub: &Hub, mut link: Link, node: &str) -> Result<(), ConnError> {
             link.send(&Message::Joined { certificate }).await?;
             Ok(())
         }
-        Err(e) => Err(refuse(link, &e.to_string()).await),
+        Err(e) => Err(refuse(&mut link, &e.to_string()).await),
     }
 }
 
@@ -252,14 +358,14 @@ enum Step {
 
 /// An admitted board: its full set, then changes both ways until either side goes.
 async fn session(hub: &Rc<Hub>, mut link: Link, node: String) -> Result<(), ConnError> {
-    let id = hub.next_id.get() + 1;
-    hub.next_id.set(id);
+    let id = hub.next_id();
     let (tx, rx) = smol::channel::bounded(OUTBOX);
     // A board that reconnects replaces its older connection.
     hub.links.borrow_mut().insert(node.clone(), (id, tx));
     hub.store.heartbeat(&node);
     log::info!("board {node} connected");
     let snapshot = full_set(&hub.store, &node);
+    let connected = std::time::Instant::now();
     let result = async {
         link.send(&Message::Welcome {
             version: protocol::VERSION,
@@ -277,7 +383,7 @@ async fn session(hub: &Rc<Hub>, mut link: Link, node: String) -> Result<(), Conn
             match step {
                 Step::In(Ok(msg)) => {
                     if let Err(why) = handle(hub, &node, msg) {
-                        return Err(refuse(link, &why).await);
+                        return Err(refuse(&mut link, &why).await);
                     }
                 }
                 Step::In(Err(e)) => return Err(ConnError::Link(e)),
@@ -295,8 +401,16 @@ async fn session(hub: &Rc<Hub>, mut link: Link, node: String) -> Result<(), Conn
     let mut links = hub.links.borrow_mut();
     if links.get(&node).is_some_and(|(i, _)| *i == id) {
         links.remove(&node);
+        // Its log streams end with it.
+        hub.streams.borrow_mut().retain(|_, (n, _)| *n != node);
     }
-    log::info!("board {node} disconnected");
+    let t = link.traffic;
+    log::info!(
+        "board {node} disconnected after {:?} ({} bytes in, {} out)",
+        connected.elapsed(),
+        t.received,
+        t.sent
+    );
     result
 }
 
@@ -355,6 +469,24 @@ fn handle(hub: &Hub, node: &str, msg: Message) -> Result<(), String> {
             store.heartbeat(node);
             if let Err(e) = crate::node::register(store, fresh) {
                 log::warn!("registering node {node}: {e}");
+            }
+        }
+        Message::StreamData { id, data } => {
+            let mut streams = hub.streams.borrow_mut();
+            if let Some((n, tx)) = streams.get(&id)
+                && n == node
+                && tx.try_send(Ok(data)).is_err()
+            {
+                streams.remove(&id);
+            }
+        }
+        Message::StreamEnd { id, error } => {
+            let mut streams = hub.streams.borrow_mut();
+            if streams.get(&id).is_some_and(|(n, _)| n == node)
+                && let Some((_, tx)) = streams.remove(&id)
+                && let Some(e) = error
+            {
+                let _ = tx.try_send(Err(e));
             }
         }
         other => return Err(format!("unexpected {} from a board", other.name())),

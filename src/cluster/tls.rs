@@ -380,7 +380,7 @@ impl Link {
     }
 
     /// Sends why the connection ends, and closes it.
-    pub async fn refuse(mut self, reason: &str) {
+    pub async fn refuse(&mut self, reason: &str) {
         let _ = self
             .send(&Message::Refused {
                 reason: reason.to_string(),

@@ -354,6 +354,20 @@ fn boards_join_run_their_pods_and_bad_peers_are_refused() {
         );
     }
 
+    // Logs of pods on boards come through the cluster link, -f too.
+    let logs = server.kubectl_ok(&["logs", "p4"]);
+    assert_eq!(logs.trim(), "hi from p4");
+    server.apply(&pinned_pod(
+        "counter",
+        "board-2",
+        &fx.reference,
+        "for i in 1 2 3; do echo line $i; sleep 1; done",
+        None,
+    ));
+    server.wait_phase("counter", "Running", 60);
+    let followed = server.kubectl_ok(&["logs", "-f", "counter"]);
+    assert_eq!(followed, "line 1\nline 2\nline 3\n");
+
     // A wrong token: refused, and the agent says why and stops.
     let hash = token
         .trim_start_matches("K10")
