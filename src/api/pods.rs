@@ -83,7 +83,7 @@ pub async fn log(ctx: &Ctx, req: &Request, t: &Target, name: &str) -> Result<Rep
 /// The log of a pod on another board, as its agent streams it.
 async fn board_log(
     ctx: &Ctx,
-    stream: Result<crate::cluster::server::LogStream, String>,
+    stream: Result<crate::cluster::server::BoardStream, String>,
     follow: bool,
 ) -> Result<Reply, Status> {
     let stream = stream.map_err(Status::unavailable)?;
@@ -141,16 +141,33 @@ pub async fn exec(ctx: &Ctx, req: &Request, t: &Target, name: &str) -> Result<Re
             "exec with a TTY (-t) is not supported yet; run without -t",
         ));
     }
-    let (handle, exit) = kubelet(ctx)?
-        .exec(&pod, &container, args)
-        .await
-        .map_err(Status::bad_request)?;
+    let (stdout, stderr, exit) = match ctx
+        .cluster
+        .as_ref()
+        .and_then(|c| c.exec(&pod, &container, args.clone()))
+    {
+        // A pod on another board: its agent runs the command.
+        Some(stream) => {
+            let stream = stream.map_err(Status::unavailable)?;
+            stream.started().await.map_err(Status::bad_request)?;
+            stream
+                .exec_io()
+                .map_err(|e| Status::internal(format!("starting an exec relay: {e}")))?
+        }
+        None => {
+            let (handle, exit) = kubelet(ctx)?
+                .exec(&pod, &container, args)
+                .await
+                .map_err(Status::bad_request)?;
+            (handle.stdout, handle.stderr, exit)
+        }
+    };
     let protocol = handshake.protocol;
     let headers = handshake.headers().into_iter().collect();
     let session: super::http::Session = Box::new(move |stream| {
         let io = websocket::ExecIo {
-            stdout: Some(handle.stdout),
-            stderr: Some(handle.stderr),
+            stdout: Some(stdout),
+            stderr: Some(stderr),
             stdin: None,
         };
         if let Err(e) = websocket::serve_exec(stream, protocol, io, || {

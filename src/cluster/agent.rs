@@ -318,6 +318,58 @@ impl Local {
     }
 }
 
+impl Local {
+    /// Starts `command` in a container for the server; its output and exit
+    /// follow as messages on `out`.
+    async fn exec(
+        &self,
+        id: u64,
+        pod: (&str, &str),
+        container: &str,
+        command: Vec<String>,
+        out: &smol::channel::Sender<Message>,
+    ) -> Result<(), String> {
+        use crate::api::websocket::ExitStatus;
+        let pod = self
+            .store
+            .get(res("Pod"), pod.0, pod.1)
+            .ok_or_else(|| format!("pod {} is not on this board", pod.1))?;
+        let (handle, exit) = self.kubelet.exec(&pod, container, command).await?;
+        let (tx, rx) = smol::channel::bounded::<(bool, Vec<u8>)>(16);
+        for (stderr, mut pipe) in [(false, handle.stdout), (true, handle.stderr)] {
+            let tx = tx.clone();
+            std::thread::Builder::new()
+                .name("agent-exec".into())
+                .spawn(move || {
+                    use std::io::Read;
+                    let mut buf = [0u8; 8192];
+                    while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                        if tx.send_blocking((stderr, buf[..n].to_vec())).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .map_err(|e| format!("starting an exec relay: {e}"))?;
+        }
+        drop(tx);
+        let out = out.clone();
+        self.ex
+            .spawn(async move {
+                while let Ok((stderr, data)) = rx.recv().await {
+                    let _ = out.send(Message::ExecOutput { id, stderr, data }).await;
+                }
+                let (code, signal) = match exit.recv().await {
+                    Ok(ExitStatus::Code(c)) => (Some(c), None),
+                    Ok(ExitStatus::Signal(s)) => (None, Some(s)),
+                    _ => (None, None),
+                };
+                let _ = out.send(Message::ExecExit { id, code, signal }).await;
+            })
+            .detach();
+        Ok(())
+    }
+}
+
 enum Step {
     In(Result<Message, LinkError>),
     Local(Option<crate::store::WatchEvent>),
@@ -388,6 +440,22 @@ async fn connect(cfg: &Config, board: &Local) -> Result<(), AgentError> {
                             data: Vec::new(),
                         }]
                     }
+                    Err(e) => vec![Message::StreamEnd { id, error: Some(e) }],
+                }
+            }
+            Step::In(Ok(Message::ExecRequest {
+                id,
+                namespace,
+                name,
+                container,
+                command,
+            })) => {
+                let pod = (namespace.as_str(), name.as_str());
+                match board.exec(id, pod, &container, command, &streams_tx).await {
+                    Ok(()) => vec![Message::StreamData {
+                        id,
+                        data: Vec::new(),
+                    }],
                     Err(e) => vec![Message::StreamEnd { id, error: Some(e) }],
                 }
             }

@@ -80,6 +80,27 @@ pub enum Message {
     StreamEnd { id: u64, error: Option<String> },
     /// Server → agent: the client of stream `id` went away.
     StreamCancel { id: u64 },
+    /// Server → agent: `kubectl exec` (no stdin, no TTY) in a pod on the
+    /// board; answered like a log (`StreamData` empty, or `StreamEnd`).
+    ExecRequest {
+        id: u64,
+        namespace: String,
+        name: String,
+        container: String,
+        command: Vec<String>,
+    },
+    /// Agent → server: output of exec `id`.
+    ExecOutput {
+        id: u64,
+        stderr: bool,
+        data: Vec<u8>,
+    },
+    /// Agent → server: exec `id` ended with an exit code, or by a signal.
+    ExecExit {
+        id: u64,
+        code: Option<i32>,
+        signal: Option<i32>,
+    },
 }
 
 impl Message {
@@ -102,6 +123,9 @@ impl Message {
             Message::StreamData { .. } => "StreamData",
             Message::StreamEnd { .. } => "StreamEnd",
             Message::StreamCancel { .. } => "StreamCancel",
+            Message::ExecRequest { .. } => "ExecRequest",
+            Message::ExecOutput { .. } => "ExecOutput",
+            Message::ExecExit { .. } => "ExecExit",
         }
     }
 }

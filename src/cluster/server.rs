@@ -150,7 +150,8 @@ struct Hub {
     streams: RefCell<HashMap<u64, (String, StreamTx)>>,
 }
 
-type StreamTx = smol::channel::Sender<Result<Vec<u8>, String>>;
+/// A board's messages of one stream (log or exec), as they came.
+type StreamTx = smol::channel::Sender<Message>;
 
 impl Hub {
     fn next_id(&self) -> u64 {
@@ -166,76 +167,156 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Asks the board running `pod` for a container's log. None when no
-    /// board of the cluster runs it (the server's own kubelet does).
+    /// The board that runs `pod`: None when it is not a board of the
+    /// cluster (the server's own kubelet runs it), an error when that board
+    /// is not connected.
+    fn board(&self, pod: &Object) -> Option<Result<String, String>> {
+        let node = pod.node_name.as_str();
+        if node.is_empty() || !self.hub.registry.borrow().admitted(node) {
+            return None;
+        }
+        Some(match self.hub.connected(node) {
+            true => Ok(node.to_string()),
+            false => Err(format!(
+                "the board {node} running pod {} is not connected to the server",
+                pod.name
+            )),
+        })
+    }
+
+    /// Opens a stream on `node` with the request `ask(id)`.
+    fn open(&self, node: String, ask: impl FnOnce(u64) -> Message) -> BoardStream {
+        let id = self.hub.next_id();
+        let (tx, rx) = smol::channel::unbounded();
+        self.hub.streams.borrow_mut().insert(id, (node.clone(), tx));
+        self.hub.send(&node, ask(id));
+        BoardStream {
+            id,
+            node,
+            rx,
+            hub: self.hub.clone(),
+            owned: true,
+        }
+    }
+
+    /// Asks the board running `pod` for a container's log.
     pub fn log(
         &self,
         pod: &Object,
         container: &str,
         previous: bool,
         query: &[(String, String)],
-    ) -> Option<Result<LogStream, String>> {
-        let node = pod.node_name.as_str();
-        if node.is_empty() || !self.hub.registry.borrow().admitted(node) {
-            return None;
-        }
-        if !self.hub.connected(node) {
-            return Some(Err(format!(
-                "the board {node} running pod {} is not connected to the server",
-                pod.name
-            )));
-        }
-        let id = self.hub.next_id();
-        let (tx, rx) = smol::channel::unbounded();
-        self.hub
-            .streams
-            .borrow_mut()
-            .insert(id, (node.to_string(), tx));
-        self.hub.send(
-            node,
-            Message::LogRequest {
+    ) -> Option<Result<BoardStream, String>> {
+        Some(self.board(pod)?.map(|node| {
+            self.open(node, |id| Message::LogRequest {
                 id,
                 namespace: pod.namespace.clone(),
                 name: pod.name.clone(),
                 container: container.to_string(),
                 previous,
                 query: query.to_vec(),
-            },
-        );
-        Some(Ok(LogStream {
-            id,
-            node: node.to_string(),
-            rx,
-            hub: self.hub.clone(),
+            })
+        }))
+    }
+
+    /// Runs `command` in a container of `pod` on its board.
+    pub fn exec(
+        &self,
+        pod: &Object,
+        container: &str,
+        command: Vec<String>,
+    ) -> Option<Result<BoardStream, String>> {
+        Some(self.board(pod)?.map(|node| {
+            self.open(node, |id| Message::ExecRequest {
+                id,
+                namespace: pod.namespace.clone(),
+                name: pod.name.clone(),
+                container: container.to_string(),
+                command,
+            })
         }))
     }
 }
 
-/// A log streamed from a board; dropping it before the end cancels it there.
-pub struct LogStream {
+/// A log or exec streamed from a board; dropping it before the end
+/// cancels it there.
+pub struct BoardStream {
     id: u64,
     node: String,
-    rx: smol::channel::Receiver<Result<Vec<u8>, String>>,
+    rx: smol::channel::Receiver<Message>,
     hub: Rc<Hub>,
+    /// Cleared when a relay thread takes the stream over to its end.
+    owned: bool,
 }
 
-impl LogStream {
-    /// Waits for the board's first answer: it opened the log, or why not.
+impl BoardStream {
+    /// Waits for the board's first answer: it began, or why not.
     pub async fn started(&self) -> Result<(), String> {
         match self.rx.recv().await {
-            Ok(r) => r.map(drop),
-            Err(_) => Err(format!("board {} ended the log stream", self.node)),
+            Ok(Message::StreamData { .. }) => Ok(()),
+            Ok(Message::StreamEnd { error: Some(e), .. }) => Err(e),
+            _ => Err(format!("board {} ended the stream", self.node)),
         }
     }
 
+    /// The next bytes of a log; None at its end.
     pub async fn next(&self) -> Option<Result<Vec<u8>, String>> {
-        self.rx.recv().await.ok()
+        match self.rx.recv().await.ok()? {
+            Message::StreamData { data, .. } => Some(Ok(data)),
+            Message::StreamEnd { error: Some(e), .. } => Some(Err(e)),
+            _ => None,
+        }
+    }
+
+    /// An exec's output as the two pipes `serve_exec` reads, fed from a
+    /// thread, and its exit status.
+    pub fn exec_io(
+        mut self,
+    ) -> std::io::Result<(
+        std::fs::File,
+        std::fs::File,
+        smol::channel::Receiver<crate::api::websocket::ExitStatus>,
+    )> {
+        use crate::api::websocket::ExitStatus;
+        use std::io::Write;
+        let (out_r, out_w) = nix::unistd::pipe()?;
+        let (err_r, err_w) = nix::unistd::pipe()?;
+        let (exit_tx, exit_rx) = smol::channel::bounded(1);
+        let rx = self.rx.clone();
+        // The board ends the stream with ExecExit; until then it is the thread's.
+        self.owned = false;
+        let mut writers = [std::fs::File::from(out_w), std::fs::File::from(err_w)];
+        std::thread::Builder::new()
+            .name("api-exec".into())
+            .spawn(move || {
+                let mut status = ExitStatus::Unknown;
+                while let Ok(msg) = rx.recv_blocking() {
+                    match msg {
+                        // A client gone is not a reason to stop draining.
+                        Message::ExecOutput { stderr, data, .. } => {
+                            let _ = writers[usize::from(stderr)].write_all(&data);
+                        }
+                        Message::ExecExit { code, signal, .. } => {
+                            status = match (code, signal) {
+                                (Some(c), _) => ExitStatus::Code(c),
+                                (None, Some(s)) => ExitStatus::Signal(s),
+                                (None, None) => ExitStatus::Unknown,
+                            };
+                            break;
+                        }
+                        _ => break,
+                    }
+                }
+                drop(writers);
+                let _ = exit_tx.send_blocking(status);
+            })?;
+        Ok((out_r.into(), err_r.into(), exit_rx))
     }
 }
 
-impl Drop for LogStream {
+impl Drop for BoardStream {
     fn drop(&mut self) {
-        if self.hub.streams.borrow_mut().remove(&self.id).is_some() {
+        if self.owned && self.hub.streams.borrow_mut().remove(&self.id).is_some() {
             self.hub
                 .send(&self.node, Message::StreamCancel { id: self.id });
         }
@@ -471,22 +552,17 @@ fn handle(hub: &Hub, node: &str, msg: Message) -> Result<(), String> {
                 log::warn!("registering node {node}: {e}");
             }
         }
-        Message::StreamData { id, data } => {
+        Message::StreamData { id, .. }
+        | Message::ExecOutput { id, .. }
+        | Message::StreamEnd { id, .. }
+        | Message::ExecExit { id, .. } => {
+            let last = matches!(msg, Message::StreamEnd { .. } | Message::ExecExit { .. });
             let mut streams = hub.streams.borrow_mut();
             if let Some((n, tx)) = streams.get(&id)
                 && n == node
-                && tx.try_send(Ok(data)).is_err()
+                && (tx.try_send(msg).is_err() || last)
             {
                 streams.remove(&id);
-            }
-        }
-        Message::StreamEnd { id, error } => {
-            let mut streams = hub.streams.borrow_mut();
-            if streams.get(&id).is_some_and(|(n, _)| n == node)
-                && let Some((_, tx)) = streams.remove(&id)
-                && let Some(e) = error
-            {
-                let _ = tx.try_send(Err(e));
             }
         }
         other => return Err(format!("unexpected {} from a board", other.name())),

@@ -368,6 +368,22 @@ fn boards_join_run_their_pods_and_bad_peers_are_refused() {
     let followed = server.kubectl_ok(&["logs", "-f", "counter"]);
     assert_eq!(followed, "line 1\nline 2\nline 3\n");
 
+    // So does exec: output, error output and the exit code.
+    let out = server.kubectl(&[
+        "exec",
+        "p5",
+        "--",
+        "sh",
+        "-c",
+        "echo out $(hostname); echo err >&2; exit 3",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out p5\n");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("err"),
+        "{out:?}"
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+
     // A wrong token: refused, and the agent says why and stops.
     let hash = token
         .trim_start_matches("K10")
