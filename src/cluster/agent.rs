@@ -32,6 +32,7 @@ const HEARTBEAT: Duration = Duration::from_secs(10);
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const UNACKED_LIMIT: Duration = Duration::from_secs(30);
 
 pub struct Config {
     /// HOST:PORT of the server's --cluster-listen.
@@ -225,6 +226,13 @@ async fn dial(cfg: &Config, identity: Option<&Identity>) -> Result<Link, AgentEr
         source,
     })?;
     let _ = tcp.get_ref().set_nodelay(true);
+    // Heartbeats the server does not acknowledge within this end the link
+    // (a partition), so the board notices and reconnects once it heals.
+    let _ = nix::sys::socket::setsockopt(
+        tcp.get_ref(),
+        nix::sys::socket::sockopt::TcpUserTimeout,
+        &(UNACKED_LIMIT.as_millis() as u32),
+    );
     let identity = match identity {
         Some(id) => Some((
             tls::certs_from_pem(&id.cert_pem).map_err(JoinError::Tls)?,
@@ -583,12 +591,19 @@ impl Mirror {
         }
     }
 
+    /// Removes an object the server no longer gives this board. A pod is
+    /// deleted gracefully: the kubelet stops it as a `kubectl delete` would.
     fn remove_local(&mut self, kind: &str, ns: &str, name: &str) {
         if let Some(o) = self.store.get(res(kind), ns, name) {
-            if kind == "Pod" {
+            let result = if kind == "Pod" {
                 self.removed_by_server.insert(o.uid.clone());
-            }
-            if let Err(e) = self.store.delete(res(kind), ns, name, None) {
+                self.store
+                    .delete_gracefully(res(kind), ns, name, None)
+                    .map(drop)
+            } else {
+                self.store.delete(res(kind), ns, name, None).map(drop)
+            };
+            if let Err(e) = result {
                 log::warn!("removing {kind} {ns}/{name}: {e}");
             }
         }

@@ -29,6 +29,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Messages queued for a board that reads too slowly; past it the link is
 /// dropped and the board resyncs when it reconnects.
 const OUTBOX: usize = 4096;
+/// A board heard from for this long is gone (a partition or a dead board
+/// that TCP has not noticed): it beats every 10 s.
+pub const SILENCE: Duration = Duration::from_secs(35);
 
 #[derive(Debug)]
 pub enum ClusterError {
@@ -345,6 +348,7 @@ impl Hub {
 enum ConnError {
     Link(LinkError),
     Timeout,
+    Silent,
     Refused(String),
 }
 
@@ -353,6 +357,7 @@ impl std::fmt::Display for ConnError {
         match self {
             ConnError::Link(e) => write!(f, "{e}"),
             ConnError::Timeout => write!(f, "no handshake within {HANDSHAKE_TIMEOUT:?}"),
+            ConnError::Silent => write!(f, "nothing heard for {SILENCE:?}: dropping the link"),
             ConnError::Refused(why) => write!(f, "refused: {why}"),
         }
     }
@@ -435,6 +440,7 @@ async fn join(hub: &Hub, mut link: Link, node: &str) -> Result<(), ConnError> {
 enum Step {
     In(Result<Message, LinkError>),
     Out(Option<Message>),
+    Silent,
 }
 
 /// An admitted board: its full set, then changes both ways until either side goes.
@@ -456,13 +462,22 @@ async fn session(hub: &Rc<Hub>, mut link: Link, node: String) -> Result<(), Conn
             link.send(&msg).await?;
         }
         link.send(&Message::SyncEnd).await?;
+        let mut heard = std::time::Instant::now();
         loop {
-            let step = smol::future::or(async { Step::In(link.recv().await) }, async {
-                Step::Out(rx.recv().await.ok())
-            })
+            let step = smol::future::or(
+                smol::future::or(async { Step::In(link.recv().await) }, async {
+                    Step::Out(rx.recv().await.ok())
+                }),
+                async {
+                    smol::Timer::at(heard + SILENCE).await;
+                    Step::Silent
+                },
+            )
             .await;
             match step {
+                Step::Silent => return Err(ConnError::Silent),
                 Step::In(Ok(msg)) => {
+                    heard = std::time::Instant::now();
                     if let Err(why) = handle(hub, &node, msg) {
                         return Err(refuse(&mut link, &why).await);
                     }

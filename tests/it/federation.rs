@@ -53,7 +53,7 @@ impl Net {
             let ns = format!("bns{id}-{i}");
             ip(&["netns", "add", &ns]);
             net.namespaces.push(ns.clone());
-            let veth = format!("bve{id}-{i}");
+            let veth = net.veth(i);
             ip(&[
                 "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
             ]);
@@ -80,6 +80,11 @@ impl Net {
     /// The host's address on the bridge: where the server listens for boards.
     fn host(&self) -> String {
         format!("{}.1", self.prefix())
+    }
+
+    /// The host's end of board `i`'s link: down is a partition.
+    fn veth(&self, i: usize) -> String {
+        format!("bve{}-{i}", self.id)
     }
 
     fn board(&self, i: usize) -> String {
@@ -493,4 +498,56 @@ fn agents_keep_their_pods_across_server_and_agent_restarts() {
         (p["status"]["phase"] == "Running" && started(&p) != started(&before)).then_some(())
     });
     assert_eq!(starts(), 2, "reconnecting started nothing more");
+}
+
+#[test]
+fn a_partitioned_board_keeps_its_pods_and_stops_those_moved_away_once_healed() {
+    let Some(fx) = prerequisites() else { return };
+    let net = Net::new(1);
+    let server = Server::start_with(&["--cluster-listen", &format!("{}:6444", net.host())]);
+    let token = token(&server);
+    let agent = Agent::start(&net, 0, &token, &fx.oci_archive);
+    let out = agent.dir.0.join("out");
+    // Each pod notes its starts and its stop (SIGTERM) in a file of its own.
+    let command = |name: &str| {
+        format!(
+            "echo started >> /out/{name}; trap \"echo stopped >> /out/{name}; exit 0\" TERM; sleep 3600 & wait"
+        )
+    };
+    for name in ["stays", "moved"] {
+        server.apply(&pinned_pod(
+            name,
+            "board-0",
+            &fx.reference,
+            &command(name),
+            Some(&out),
+        ));
+    }
+    server.wait_phase("stays", "Running", 90);
+    server.wait_phase("moved", "Running", 90);
+    let marks = |name: &str| std::fs::read_to_string(out.join(name)).unwrap_or_default();
+
+    // The board's link goes down: the server notices the silence.
+    ip(&["link", "set", &net.veth(0), "down"]);
+    wait_for(90, "the server to drop the silent board", || {
+        server.log().contains("nothing heard for").then_some(())
+    });
+    // Meanwhile the pod is taken away from the board, as an eviction would.
+    server.kubectl_ok(&["delete", "pod", "moved", "--force", "--grace-period=0"]);
+    wait_for(90, "the board to notice the partition", || {
+        agent.log().contains("cluster link: ").then_some(())
+    });
+    assert_eq!(marks("stays"), "started\n", "a partition stops nothing");
+    assert_eq!(marks("moved"), "started\n", "the board cannot know yet");
+
+    // Healed: the board reconnects, stops what is no longer its own, keeps the rest.
+    ip(&["link", "set", &net.veth(0), "up"]);
+    wait_for(120, "the moved pod stopped on the board", || {
+        marks("moved").contains("stopped").then_some(())
+    });
+    assert_eq!(marks("stays"), "started\n");
+    let stays = server.wait_phase("stays", "Running", 30);
+    assert_eq!(stays["status"]["containerStatuses"][0]["restartCount"], 0);
+    let gone = server.kubectl(&["get", "pod", "moved"]);
+    assert!(!gone.status.success(), "moved must stay deleted");
 }
