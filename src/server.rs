@@ -152,9 +152,13 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         &store,
     )?;
     let kl = board.kubelet.clone();
-    let cluster =
-        crate::cluster::server::Cluster::start(&cfg.data_dir, cfg.cluster_listen, store.clone())
-            .map_err(|e| ServerError::Listen(e.to_string()))?;
+    let cluster = crate::cluster::server::Cluster::start(
+        &cfg.data_dir,
+        cfg.cluster_listen,
+        store.clone(),
+        &cfg.node_name,
+    )
+    .map_err(|e| ServerError::Listen(e.to_string()))?;
     let ex = Rc::new(LocalExecutor::new());
     let ctx = Rc::new(api::Ctx {
         store: store.clone(),

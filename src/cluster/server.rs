@@ -74,6 +74,7 @@ impl Cluster {
         data_dir: &Path,
         listen: SocketAddr,
         store: Rc<Store>,
+        own_node: &str,
     ) -> Result<Cluster, ClusterError> {
         let creds = crate::pki::ensure(data_dir).map_err(ClusterError::Pki)?;
         let serving = crate::pki::serving_cert(data_dir, &[tls::SERVER_NAME.to_string()])
@@ -90,6 +91,7 @@ impl Cluster {
             })?;
         let hub = Rc::new(Hub {
             store,
+            own_node: own_node.to_string(),
             registry: RefCell::new(registry),
             links: RefCell::default(),
             next_id: Default::default(),
@@ -143,6 +145,8 @@ impl Cluster {
 /// What the connections share.
 struct Hub {
     store: Rc<Store>,
+    /// The server's own board, which no agent may claim to be.
+    own_node: String,
     registry: RefCell<Registry>,
     /// Connected nodes: connection id and its outbox.
     links: RefCell<HashMap<String, (u64, smol::channel::Sender<Message>)>>,
@@ -426,6 +430,11 @@ async fn join(hub: &Hub, mut link: Link, node: &str) -> Result<(), ConnError> {
     if !hub.registry.borrow().secret_matches(&secret) {
         return Err(refuse(&mut link, "wrong join token").await);
     }
+    if node == hub.own_node {
+        let why =
+            format!("{node} is the server's own node name; give this board another --node-name");
+        return Err(refuse(&mut link, &why).await);
+    }
     let issued = hub.registry.borrow_mut().issue(node, &public_key);
     match issued {
         Ok(certificate) => {
@@ -522,7 +531,9 @@ fn handle(hub: &Hub, node: &str, msg: Message) -> Result<(), String> {
             status,
         } => {
             let status: Value = serde_json::from_str(&status)
-                .map_err(|e| format!("pod status is not JSON: {e}"))?;
+                .ok()
+                .filter(Value::is_object)
+                .ok_or("a pod status must be a JSON object")?;
             // A board writes the status of its own pods only.
             if let Some(pod) = store
                 .get(res("Pod"), &namespace, &name)

@@ -307,7 +307,11 @@ fn prerequisites() -> Option<&'static fixtures::Fixture> {
 fn boards_join_run_their_pods_and_bad_peers_are_refused() {
     let Some(fx) = prerequisites() else { return };
     let net = Net::new(3);
-    let server = Server::start_with(&["--cluster-listen", &format!("{}:6444", net.host())]);
+    let server = Server::start_with(&[
+        "--cluster-listen",
+        &format!("{}:6444", net.host()),
+        "--control-plane-only",
+    ]);
     server.import_image(&fx.oci_archive);
     let token = token(&server);
     let agents: Vec<Agent> = (0..3)
@@ -331,6 +335,15 @@ fn boards_join_run_their_pods_and_bad_peers_are_refused() {
         let addresses = node["status"]["addresses"].to_string();
         assert!(addresses.contains(&net.board(i)), "{addresses}");
     }
+
+    let own = all
+        .iter()
+        .find(|n| n["metadata"]["name"] == "test-node")
+        .unwrap();
+    assert_eq!(
+        own["spec"]["taints"],
+        serde_json::json!([{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}])
+    );
 
     // Two pods per board, each bound to it; their status comes back.
     for k in 0..6 {
@@ -403,6 +416,15 @@ fn boards_join_run_their_pods_and_bad_peers_are_refused() {
         intruder.log().contains("wrong join token"),
         "{}",
         intruder.log()
+    );
+    // The right token, but the server's own name: refused too.
+    let mut impostor = Agent::new(&net, 0, &token, "test-node");
+    impostor.spawn();
+    assert_ne!(impostor.exit_code(30), Some(0));
+    assert!(
+        impostor.log().contains("the server's own node name"),
+        "{}",
+        impostor.log()
     );
 
     // A malformed frame, an oversized one and bytes that are not TLS at all.
