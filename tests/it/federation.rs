@@ -296,6 +296,43 @@ fn send_raw_after_handshake(net: &Net, hash: &str, bytes: &[u8]) -> std::io::Res
     s.read_to_end(&mut rest)
 }
 
+/// A ReplicationController of `replicas` pods labelled app=NAME that sleep.
+fn spread_rc(name: &str, replicas: usize, image: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: ReplicationController
+metadata: {{name: {name}}}
+spec:
+  replicas: {replicas}
+  selector: {{app: {name}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: c
+        image: {image}
+        imagePullPolicy: Never
+        command: [sh, -c, 'sleep 3600']
+"
+    )
+}
+
+/// The pods labelled app=NAME that are Running and not being deleted.
+fn running_of(server: &Server, app: &str) -> Vec<Value> {
+    let out = server.kubectl_ok(&["get", "pods", "-l", &format!("app={app}"), "-o", "json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| {
+            p["status"]["phase"] == "Running" && p["metadata"]["deletionTimestamp"].is_null()
+        })
+        .cloned()
+        .collect()
+}
+
 fn prerequisites() -> Option<&'static fixtures::Fixture> {
     if missing("kubectl") || missing("ip") || missing("nsenter") {
         return None;
@@ -371,6 +408,21 @@ fn boards_join_run_their_pods_and_bad_peers_are_refused() {
             "{wide}"
         );
     }
+
+    // An rc of 6 spreads over the three boards, none on the control plane.
+    server.apply(&spread_rc("spread", 6, &fx.reference));
+    let placed = wait_for(90, "6 Running replicas", || {
+        let pods = running_of(&server, "spread");
+        (pods.len() == 6).then_some(pods)
+    });
+    for board in ["board-0", "board-1", "board-2"] {
+        let on = placed
+            .iter()
+            .filter(|p| p["spec"]["nodeName"] == board)
+            .count();
+        assert_eq!(on, 2, "{board}: {placed:?}");
+    }
+    server.kubectl_ok(&["delete", "rc", "spread"]);
 
     // Logs of pods on boards come through the cluster link, -f too.
     let logs = server.kubectl_ok(&["logs", "p4"]);
@@ -579,4 +631,121 @@ fn a_partitioned_board_keeps_its_pods_and_stops_those_moved_away_once_healed() {
     assert_eq!(stays["status"]["containerStatuses"][0]["restartCount"], 0);
     let gone = server.kubectl(&["get", "pod", "moved"]);
     assert!(!gone.status.success(), "moved must stay deleted");
+}
+
+#[test]
+fn a_dead_board_s_pods_come_back_elsewhere_and_it_reconciles_on_return() {
+    let Some(fx) = prerequisites() else { return };
+    let net = Net::new(3);
+    let dir = TempDir::new("fed-timings");
+    let config = dir.0.join("board.toml");
+    let (grace, eviction) = (15, 5);
+    std::fs::write(
+        &config,
+        format!("[node_failure]\nnode_monitor_grace = \"{grace}s\"\npod_eviction_timeout = \"{eviction}s\"\n"),
+    )
+    .unwrap();
+    let server = Server::start_with(&[
+        "--cluster-listen",
+        &format!("{}:6444", net.host()),
+        "--control-plane-only",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let token = token(&server);
+    let mut agents: Vec<Agent> = (0..3)
+        .map(|i| Agent::start(&net, i, &token, &fx.oci_archive))
+        .collect();
+    wait_for(60, "4 Ready nodes", || {
+        let n = nodes(&server);
+        (n.len() == 4 && n.iter().all(ready)).then_some(())
+    });
+    server.apply(&spread_rc("web", 6, &fx.reference));
+    let before = wait_for(90, "6 Running replicas", || {
+        let pods = running_of(&server, "web");
+        (pods.len() == 6).then_some(pods)
+    });
+    let on_dead: Vec<String> = before
+        .iter()
+        .filter(|p| p["spec"]["nodeName"] == "board-0")
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!on_dead.is_empty(), "{before:?}");
+
+    // kill -9 of board-0's daemon: its containers keep running there.
+    let killed = std::time::Instant::now();
+    if let Some(mut c) = agents[0].child.take() {
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+    let budget = grace + eviction + 5;
+    wait_for(budget, "replacements Running on the other boards", || {
+        let pods = running_of(&server, "web");
+        let elsewhere = pods
+            .iter()
+            .filter(|p| p["spec"]["nodeName"] != "board-0")
+            .count();
+        (elsewhere == 6).then_some(())
+    });
+    eprintln!("replacements Running {:?} after the kill", killed.elapsed());
+    let dead: Value =
+        serde_json::from_str(&server.kubectl_ok(&["get", "node", "board-0", "-o", "json"]))
+            .unwrap();
+    let taints = dead["spec"]["taints"].to_string();
+    assert!(
+        taints.contains("node.kubernetes.io/unreachable"),
+        "{taints}"
+    );
+    assert!(!ready(&dead));
+
+    // The board comes back: the pods moved away stop there, none is left
+    // twice, and the node is Ready again.
+    agents[0].spawn();
+    wait_for(60, "board-0 Ready again", || {
+        nodes(&server)
+            .iter()
+            .any(|n| n["metadata"]["name"] == "board-0" && ready(n))
+            .then_some(())
+    });
+    wait_for(60, "the evicted pods gone", || {
+        let out = server.kubectl_ok(&["get", "pods", "-l", "app=web", "-o", "name"]);
+        on_dead
+            .iter()
+            .all(|name| !out.contains(&format!("pod/{name}\n")))
+            .then_some(())
+    });
+    let after = running_of(&server, "web");
+    assert_eq!(after.len(), 6, "{after:?}");
+    // On the board itself, only what the server assigns it still runs.
+    let mut wanted: Vec<String> = after
+        .iter()
+        .filter(|p| p["spec"]["nodeName"] == "board-0")
+        .map(|p| p["metadata"]["uid"].as_str().unwrap().to_string())
+        .collect();
+    wanted.sort();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut held = sandboxes(&agents[0].data_dir());
+        held.sort();
+        if held == wanted {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "board-0 holds sandboxes {held:?}, the server assigns it {wanted:?}\n{}",
+            agents[0].log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The pod uids whose sandboxes the board's runtime still holds.
+fn sandboxes(data_dir: &Path) -> Vec<String> {
+    std::fs::read_dir(data_dir.join("runtime/sandboxes"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
 }
