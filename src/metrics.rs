@@ -81,6 +81,8 @@ pub struct Sources<'a> {
     /// (pulls, failed pulls) of the image store.
     pub pulls: (u64, u64),
     pub cgroups: Option<&'a CgroupLayout>,
+    /// (open connections, boards linked) of the cluster listener.
+    pub cluster: Option<(usize, usize)>,
 }
 
 pub fn render(api: &ApiCounters, src: &Sources) -> String {
@@ -101,6 +103,22 @@ pub fn render(api: &ApiCounters, src: &Sources) -> String {
         "Image pulls that failed.",
         src.pulls.1,
     );
+    if let Some((open, linked)) = src.cluster {
+        gauge(
+            &mut out,
+            "bramble_cluster_connections",
+            "gauge",
+            "Open connections on the cluster listener.",
+            open,
+        );
+        gauge(
+            &mut out,
+            "bramble_cluster_boards",
+            "gauge",
+            "Boards linked to this server.",
+            linked,
+        );
+    }
     process(&mut out);
     node(src, &mut out);
     pods(src, &mut out);

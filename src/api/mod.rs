@@ -125,6 +125,7 @@ async fn handle(ctx: &Rc<Ctx>, req: &Request) -> Result<Reply, Status> {
                     node_name: &ctx.node_name,
                     pulls: ctx.images.pull_counts(),
                     cgroups: ctx.cgroups.as_ref(),
+                    cluster: ctx.cluster.as_ref().map(|c| c.connections()),
                 },
             )
             .into_bytes(),

@@ -174,6 +174,11 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// (open connections, boards linked): what /metrics reports.
+    pub fn connections(&self) -> (usize, usize) {
+        (self.hub.open.get(), self.hub.links.borrow().len())
+    }
+
     /// The board that runs `pod`: None when it is not a board of the
     /// cluster (the server's own kubelet runs it), an error when that board
     /// is not connected.

@@ -373,6 +373,12 @@ fn boards_join_run_their_pods_and_bad_peers_are_refused() {
         assert!(addresses.contains(&net.board(i)), "{addresses}");
     }
 
+    let (code, metrics) = server.request_text(Some(&server.token), "GET", "/metrics", None, b"");
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("\nbramble_cluster_boards 3\n"),
+        "{metrics}"
+    );
     let own = all
         .iter()
         .find(|n| n["metadata"]["name"] == "test-node")
