@@ -24,6 +24,8 @@ pub struct Config {
     pub node_name: String,
     pub tls_sans: Vec<String>,
     pub service_cidr: net::Cidr,
+    /// The pod network: bridge/table name and cluster CIDR.
+    pub network: net::Names,
     /// What --board, --config and the flags resolved to.
     pub board: crate::config::Settings,
     /// k3s-style registries.yaml; a missing file means no mirrors or credentials.
@@ -173,6 +175,7 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         log_max_bytes: cfg.board.log_max_bytes,
         log_max_files: cfg.board.log_max_files,
         credentials,
+        network: Some(cfg.network.clone()),
     };
     let kl = kubelet::Kubelet::new(store.clone(), kubelet_cfg, link, images.clone());
     let ex = Rc::new(LocalExecutor::new());
@@ -212,6 +215,30 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
             ex.spawn(run(store.clone())).detach();
         }
         register_node(&store, &cfg)?;
+        ex.spawn(net::assign_pod_cidrs(
+            store.clone(),
+            cfg.network.cluster_cidr,
+        ))
+        .detach();
+        ex.spawn(net::proxy::run(
+            store.clone(),
+            net::proxy::NodeNet {
+                table: cfg.network.bridge.clone(),
+                bridge: cfg.network.bridge.clone(),
+                cluster_cidr: cfg.network.cluster_cidr,
+                pod_cidr: None,
+                node_ips: vec![std::net::Ipv4Addr::LOCALHOST],
+            },
+            cfg.node_name.clone(),
+        ))
+        .detach();
+        ex.spawn(pods_dns(
+            store.clone(),
+            ex.clone(),
+            cfg.network.bridge.clone(),
+            cfg.node_name.clone(),
+        ))
+        .detach();
         ex.spawn(image_gc(
             store.clone(),
             images.clone(),
@@ -349,11 +376,33 @@ fn register_node(store: &Store, cfg: &Config) -> Result<(), StoreError> {
     };
     let mut fresh = node::node_object(&facts);
     let nodes = res("Node");
-    let Some(old) = store.get(nodes, "", &cfg.node_name) else {
+    // This node's pod CIDR, kept across restarts unless the cluster CIDR moved.
+    let old = store.get(nodes, "", &cfg.node_name).map(|o| o.value());
+    let cluster = cfg.network.cluster_cidr;
+    let pod_cidr = match old.as_ref().and_then(net::pod_cidr_of) {
+        Some(c) if cluster.contains(c.base) => Some(c),
+        _ => {
+            let used: Vec<net::Cidr> = store
+                .list(nodes, None)
+                .iter()
+                .filter(|n| n.name != cfg.node_name)
+                .filter_map(|n| net::pod_cidr_of(&n.value()))
+                .collect();
+            net::allocate_pod_cidr(&cluster, &used)
+        }
+    };
+    let Some(mut v) = old else {
+        if let Some(c) = pod_cidr {
+            fresh["spec"]["podCIDR"] = c.to_string().into();
+            fresh["spec"]["podCIDRs"] = serde_json::json!([c.to_string()]);
+        }
         store.create(nodes, fresh)?;
         return Ok(());
     };
-    let mut v = old.value();
+    if let Some(c) = pod_cidr {
+        v["spec"]["podCIDR"] = c.to_string().into();
+        v["spec"]["podCIDRs"] = serde_json::json!([c.to_string()]);
+    }
     if let (Some(labels), Some(new)) = (
         v.pointer_mut("/metadata/labels")
             .and_then(Value::as_object_mut),
@@ -384,6 +433,33 @@ fn register_node(store: &Store, cfg: &Config) -> Result<(), StoreError> {
     v["status"] = fresh["status"].take();
     store.update(nodes, v)?;
     Ok(())
+}
+
+/// Serves DNS to the pods on the bridge address once this node has a pod CIDR.
+async fn pods_dns(
+    store: Rc<Store>,
+    ex: Rc<LocalExecutor<'static>>,
+    bridge: String,
+    node_name: String,
+) {
+    let cidr = loop {
+        if let Some(c) = store
+            .get(res("Node"), "", &node_name)
+            .and_then(|n| net::pod_cidr_of(&n.value()))
+        {
+            break c;
+        }
+        smol::Timer::after(std::time::Duration::from_secs(1)).await;
+    };
+    let b = bridge.clone();
+    if let Err(e) = smol::unblock(move || net::cni::ensure_bridge(&b, &cidr)).await {
+        log::error!("no DNS for pods: {e}");
+        return;
+    }
+    let addr = std::net::SocketAddr::from((cidr.host(1), 53));
+    if let Err(e) = net::dns::serve(store, ex, addr).await {
+        log::error!("{e}");
+    }
 }
 
 /// The kubelet's image GC period.

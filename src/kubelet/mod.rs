@@ -8,6 +8,7 @@
 mod backoff;
 mod link;
 pub mod logs;
+mod network;
 mod node_status;
 mod plan;
 mod probes;
@@ -41,6 +42,8 @@ pub struct Config {
     pub log_max_files: u32,
     /// From the registries file; pods' pull secrets are added per pull.
     pub credentials: crate::image::Credentials,
+    /// The pod network's names; None: pods get loopback only.
+    pub network: Option<crate::net::Names>,
 }
 
 /// What the kubelet knows of one container beyond the runtime.
@@ -91,6 +94,8 @@ impl Container {
 
 struct Pod {
     sandbox: bool,
+    /// From CNI ADD; None for hostNetwork pods and before the network is up.
+    ip: Option<std::net::Ipv4Addr>,
     volumes: Option<BTreeMap<String, PathBuf>>,
     containers: HashMap<String, Container>,
     start_time: SystemTime,
@@ -125,6 +130,7 @@ pub struct Kubelet {
     exec_exits: RefCell<HashMap<u64, ExitStatus>>,
     /// Runtime ids of running containers, for log streams on other threads.
     running: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    network: Option<network::PodNetwork>,
 }
 
 pub use crate::api::websocket::ExitStatus;
@@ -132,7 +138,12 @@ pub use crate::api::websocket::ExitStatus;
 impl Kubelet {
     pub fn new(store: Rc<Store>, cfg: Config, link: Link, images: Arc<ImageStore>) -> Rc<Kubelet> {
         let (wake, woken) = smol::channel::bounded(1);
+        let network = cfg
+            .network
+            .clone()
+            .map(|names| network::PodNetwork::new(names, &cfg.data_dir));
         Rc::new(Kubelet {
+            network,
             store,
             cfg,
             link,
@@ -228,6 +239,23 @@ impl Kubelet {
         if let Err(e) = self.reattach().await {
             log::error!("reattaching running containers: {e}");
         }
+        // Addresses of pods deleted while the daemon was away (or half torn
+        // down by a crash) go back; this also brings the bridge up.
+        if let Some(n) = &self.network {
+            let keep: Vec<String> = self
+                .store
+                .list(res("Pod"), None)
+                .iter()
+                .filter(|p| p.node_name == self.cfg.node_name)
+                .map(|p| p.uid.clone())
+                .collect();
+            if let Err(e) = n
+                .release_stale(&self.store, &self.cfg.node_name, &keep)
+                .await
+            {
+                log::warn!("releasing the addresses of gone pods: {e}");
+            }
+        }
         let me = self.clone();
         ex.spawn(
             async move { node_status::run(&me.store, &me.cfg.node_name, &me.cfg.data_dir).await },
@@ -296,6 +324,10 @@ impl Kubelet {
             let v = pod.value();
             let p = pods.entry(pod.uid.clone()).or_insert_with(|| new_pod(&v));
             p.sandbox = true;
+            p.ip = v
+                .pointer("/status/podIP")
+                .and_then(Value::as_str)
+                .and_then(|ip| ip.parse().ok());
             let restarts = container_status(&v, &c.name)
                 .and_then(|s| s["restartCount"].as_u64())
                 .unwrap_or(0) as u32;
@@ -474,6 +506,21 @@ impl Kubelet {
                 .get_mut(&pod.uid)
                 .expect("inserted above")
                 .sandbox = true;
+        }
+        let host_network = v.pointer("/spec/hostNetwork").and_then(Value::as_bool) == Some(true);
+        if !host_network
+            && self.pods.borrow()[&pod.uid].ip.is_none()
+            && let Some(n) = &self.network
+            && let Some(ip) = n
+                .add(&self.store, &self.cfg.node_name, &v, &pod.uid)
+                .await?
+        {
+            self.pods
+                .borrow_mut()
+                .get_mut(&pod.uid)
+                .expect("inserted above")
+                .ip = Some(ip);
+            self.write_status(pod, &v);
         }
         if self.pods.borrow()[&pod.uid].volumes.is_none() {
             let cm = |name: &str| {
@@ -747,6 +794,14 @@ impl Kubelet {
             .get(res("Node"), "", &self.cfg.node_name)
             .map(|n| n.value()["status"]["allocatable"].take())
             .unwrap_or_default();
+        let services: Vec<Value> = self
+            .store
+            .list(res("Service"), Some(&pod.namespace))
+            .iter()
+            .map(|o| o.value())
+            .collect();
+        let service_env = crate::net::service_env::variables(v, &services);
+        let pod_ip = self.pods.borrow()[&pod.uid].ip.map(|ip| ip.to_string());
         let passwd = || read_from_layers(&layers, "etc/passwd");
         let group = || read_from_layers(&layers, "etc/group");
         let sources = plan::Sources {
@@ -755,16 +810,17 @@ impl Kubelet {
             passwd: &passwd,
             group: &group,
             node_name: &self.cfg.node_name,
-            pod_ip: v
-                .pointer("/status/podIP")
-                .and_then(Value::as_str)
-                .unwrap_or(""),
+            pod_ip: pod_ip.as_deref().unwrap_or_else(|| {
+                v.pointer("/status/podIP")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+            }),
             host_ip: v
                 .pointer("/status/hostIP")
                 .and_then(Value::as_str)
                 .unwrap_or(""),
             node_allocatable: &allocatable,
-            service_env: &[],
+            service_env: &service_env,
         };
         let plan = plan::plan_container(v, c, &config, &sources).map_err(|e| e.to_string())?;
         let vols = self.pods.borrow()[&pod.uid]
@@ -1357,6 +1413,9 @@ impl Kubelet {
     /// Removes everything of a pod from the board: containers, sandbox
     /// (namespaces, cgroups), volumes, logs.
     async fn teardown(&self, uid: &str) -> Result<(), String> {
+        if let Some(n) = &self.network {
+            n.del(&self.store, &self.cfg.node_name, uid).await?;
+        }
         self.link.remove_sandbox(uid).await?;
         volumes::cleanup(&self.cfg.data_dir, uid)?;
         self.pods.borrow_mut().remove(uid);
@@ -1437,7 +1496,7 @@ impl Kubelet {
         Some(status::PodView {
             init: views("/spec/initContainers"),
             containers: views("/spec/containers"),
-            pod_ip: None,
+            pod_ip: p.ip.map(|ip| ip.to_string()),
             sandbox_ready: p.sandbox,
             host_ip: crate::node::addresses()
                 .first()
@@ -1468,6 +1527,7 @@ fn new_pod(v: &Value) -> Pod {
         .unwrap_or_else(SystemTime::now);
     Pod {
         sandbox: false,
+        ip: None,
         volumes: None,
         containers: HashMap::new(),
         start_time,

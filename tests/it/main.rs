@@ -8,6 +8,7 @@ mod image_pods;
 mod images;
 mod kubectl;
 mod manifests;
+mod network;
 mod pods;
 mod runtime;
 mod services;
