@@ -4,7 +4,7 @@
 //! (`make bench` does that).
 //!
 //! BENCH_IDLE_SECS (default 60) sets how long idle writes are sampled;
-//! BENCH_ONLY=api|pods|images runs one section.
+//! BENCH_ONLY=api|pods|images|network runs one section.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -254,6 +254,7 @@ impl Drop for Daemon {
                 &format!("runtime-helper --root {}", self.dir.display()),
             ])
             .status();
+        let _ = Command::new(bin()).args(["network", "cleanup"]).status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -389,6 +390,7 @@ fn api() {
 }
 
 mod images;
+mod network;
 mod pods;
 
 fn main() {
@@ -402,9 +404,14 @@ fn main() {
             .unwrap_or_default()
             .trim()
     );
-    // BENCH_ONLY=api|pods|images runs one section.
+    // BENCH_ONLY=api|pods|images|network runs one section.
     let only = std::env::var("BENCH_ONLY").ok();
-    let sections: [(&str, fn()); 3] = [("api", api), ("pods", pods::run), ("images", images::run)];
+    let sections: [(&str, fn()); 4] = [
+        ("api", api),
+        ("pods", pods::run),
+        ("images", images::run),
+        ("network", network::run),
+    ];
     for (name, run) in sections {
         if only.as_deref().is_none_or(|o| o == name) {
             run();

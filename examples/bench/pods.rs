@@ -21,7 +21,7 @@ fn have(tool: &str) -> bool {
 }
 
 /// The example image, built once for the run.
-fn example_image(dir: &Path) -> std::path::PathBuf {
+pub fn example_image(dir: &Path) -> std::path::PathBuf {
     let archive = dir.join("kubia.tar");
     let built = Command::new(concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -56,6 +56,39 @@ pub struct ServiceRules {
     pub ports: Vec<ServicePort>,
 }
 
+/// A container's hostPort on this node: (protocol, host port, pod IP, container port).
+pub type HostPort = (String, u16, Ipv4Addr, u16);
+
+/// The hostPorts of the pods with an address among `pods` (this node's).
+pub fn host_ports(pods: &[Value]) -> Vec<HostPort> {
+    let mut out = Vec::new();
+    for pod in pods {
+        let Ok(ip) = text(at(pod, "status"), "podIP").parse::<Ipv4Addr>() else {
+            continue;
+        };
+        if at(pod, "spec")["hostNetwork"] == Value::Bool(true) {
+            continue;
+        }
+        for c in list(at(pod, "spec"), "containers") {
+            for p in list(c, "ports") {
+                let (Some(hp), Some(cp)) = (int(p, "hostPort"), int(p, "containerPort")) else {
+                    continue;
+                };
+                let (Ok(hp), Ok(cp)) = (u16::try_from(hp), u16::try_from(cp)) else {
+                    continue;
+                };
+                let proto = match text(p, "protocol") {
+                    "" => "tcp".to_string(),
+                    other => other.to_ascii_lowercase(),
+                };
+                out.push((proto, hp, ip, cp));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// The Services that get rules (headless and ExternalName ones do not), with
 /// the ready endpoints their EndpointSlices list for each port.
 pub fn services(services: &[Value], slices: &[Value]) -> Vec<ServiceRules> {
@@ -133,7 +166,7 @@ pub fn services(services: &[Value], slices: &[Value]) -> Vec<ServiceRules> {
 
 /// The whole table as `nft -f` input: it declares, deletes and recreates the
 /// table in one transaction, so the rules change atomically.
-pub fn render(node: &NodeNet, services: &[ServiceRules]) -> String {
+pub fn render(node: &NodeNet, services: &[ServiceRules], host_ports: &[HostPort]) -> String {
     let t = &node.table;
     let mut s = format!("table ip {t}\ndelete table ip {t}\ntable ip {t} {{\n");
     let node_ips = node
@@ -147,6 +180,12 @@ pub fn render(node: &NodeNet, services: &[ServiceRules]) -> String {
         "\tset node-ips {{ type ipv4_addr; elements = {{ {node_ips} }} }}"
     );
     let mut dispatch = String::new();
+    for (proto, hp, ip, cp) in host_ports {
+        let _ = writeln!(
+            dispatch,
+            "\t\tip daddr @node-ips {proto} dport {hp} dnat to {ip}:{cp}"
+        );
+    }
     let mut reject = String::new();
     let mut chains = String::new();
     for svc in services {
@@ -263,7 +302,13 @@ fn desired(store: &Store, base: &NodeNet, node_name: &str) -> String {
         .iter()
         .map(|o| o.value())
         .collect();
-    render(&node, &services(&svcs, &slices))
+    let pods: Vec<Value> = store
+        .list(res("Pod"), None)
+        .iter()
+        .filter(|p| p.node_name == node_name)
+        .map(|o| o.value())
+        .collect();
+    render(&node, &services(&svcs, &slices), &host_ports(&pods))
 }
 
 /// Loads `ruleset` with `nft -f -`.
@@ -298,7 +343,12 @@ pub fn remove_table(table: &str) -> Result<(), String> {
 /// Keeps the table in step with Services, EndpointSlices and this Node, and
 /// the routes with the Nodes; runs nft and ip only when something changed.
 pub async fn run(store: Rc<Store>, node: NodeNet, node_name: String) {
-    let watched = [res("Service"), res("EndpointSlice"), res("Node")];
+    let watched = [
+        res("Service"),
+        res("EndpointSlice"),
+        res("Node"),
+        res("Pod"),
+    ];
     let mut applied: Option<String> = None;
     let mut routed = None;
     loop {
@@ -402,7 +452,7 @@ mod tests {
             &[web(false, false)],
             &[slice(&[("10.42.0.3", true), ("10.42.0.9", true)])],
         );
-        let r = render(&node(), &s);
+        let r = render(&node(), &s, &[]);
         assert!(r.starts_with("table ip bramble\ndelete table ip bramble\ntable ip bramble {\n"));
         assert!(r.contains("ip daddr 10.43.0.7 tcp dport 80 goto svc_default_web_tcp_80\n"));
         assert!(r.contains("ip daddr @node-ips tcp dport 30080 goto svc_default_web_tcp_80\n"));
@@ -422,6 +472,7 @@ mod tests {
         let r = render(
             &node(),
             &services(&[web(false, false)], &[slice(&[("10.42.0.3", false)])]),
+            &[],
         );
         assert!(r.contains("ip daddr 10.43.0.7 tcp dport 80 reject with tcp reset\n"));
         assert!(r.contains("ip daddr @node-ips tcp dport 30080 reject with tcp reset\n"));
@@ -429,9 +480,26 @@ mod tests {
         let r = render(
             &node(),
             &services(&[web(true, false)], &[slice(&[("10.42.0.3", true)])]),
+            &[],
         );
         assert!(r.contains("set aff_default_web_tcp_80_0 { type ipv4_addr; flags dynamic,timeout; timeout 10800s; }"));
         assert!(r.contains("ip saddr @aff_default_web_tcp_80_0 goto ep_default_web_tcp_80_0"));
         assert!(r.contains("update @aff_default_web_tcp_80_0 { ip saddr }"));
+    }
+
+    #[test]
+    fn host_ports_dnat_on_the_node_addresses() {
+        let pods = [
+            json!({"spec": {"containers": [{"ports": [{"containerPort": 8080, "hostPort": 9090},
+                                                      {"containerPort": 53, "hostPort": 5353, "protocol": "UDP"},
+                                                      {"containerPort": 7}]}]},
+                   "status": {"podIP": "10.42.0.5"}}),
+            json!({"spec": {"containers": [{"ports": [{"containerPort": 1, "hostPort": 1}]}]}, "status": {}}),
+        ];
+        let hp = host_ports(&pods);
+        assert_eq!(hp.len(), 2);
+        let r = render(&node(), &[], &hp);
+        assert!(r.contains("ip daddr @node-ips tcp dport 9090 dnat to 10.42.0.5:8080\n"));
+        assert!(r.contains("ip daddr @node-ips udp dport 5353 dnat to 10.42.0.5:53\n"));
     }
 }

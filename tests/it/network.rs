@@ -315,3 +315,33 @@ fn pods_reach_a_nodeport_service_by_ip_and_name_and_nothing_is_left() {
     // before" is: none of them on the host.
     assert_eq!(host_state(&s), (vec![], vec![], false));
 }
+
+#[test]
+fn a_restarted_daemon_keeps_pod_addresses_and_releases_those_of_gone_pods() {
+    let Some((mut s, image)) = server_with_busybox() else {
+        return;
+    };
+    s.apply(&client(&image));
+    let ip = wait_for(60, "client's address", || {
+        let p = s.pod("client");
+        (p["status"]["phase"] == "Running")
+            .then(|| p["status"]["podIP"].as_str().map(str::to_string))
+            .flatten()
+    });
+    s.kill9();
+    // What a crash between deleting a pod and releasing its address leaves.
+    let ipam = s.data_dir().join("net/ipam/bramble");
+    let stale = ipam.join(format!("{}.200", s.net.gateway().trim_end_matches(".1")));
+    std::fs::write(&stale, "0a1b2c3d-gone\r\neth0").unwrap();
+    s.spawn(&[]);
+    wait_for(20, "the stale address released", || {
+        (!stale.exists()).then_some(())
+    });
+    assert!(
+        ipam.join(&ip).exists(),
+        "the running pod's address {ip} was released"
+    );
+    assert_eq!(s.pod("client")["status"]["podIP"], ip.as_str());
+    let got = exec(&s, &["cat", "/etc/hosts"]).unwrap();
+    assert!(got.lines().any(|l| l == format!("{ip}\tclient")), "{got}");
+}
