@@ -439,7 +439,11 @@ impl Kubelet {
         for pod in &mine {
             match self.sync_pod(pod, ex).await {
                 Ok(t) => at(t),
-                Err(e) => log::warn!("pod {}/{}: {e}", pod.namespace, pod.name),
+                Err(e) => {
+                    log::warn!("pod {}/{}: {e}", pod.namespace, pod.name);
+                    // A failed step (a CNI plugin, the runtime) is tried again.
+                    at(Some(Instant::now() + Duration::from_secs(2)));
+                }
             }
         }
         // Pods removed from the store (force delete) still hold containers.
