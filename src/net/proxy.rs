@@ -245,10 +245,14 @@ pub fn render(node: &NodeNet, services: &[ServiceRules], host_ports: &[HostPort]
             }
         }
     }
-    let cluster = node.cluster_cidr;
+    // Prerouting: ClusterIPs for this board's pods only (another board's
+    // pods are DNATed on theirs, and other servers on one machine keep to
+    // their own), node ports for packets to this host.
+    let (cluster, bridge) = (node.cluster_cidr, &node.bridge);
     let _ = write!(
         s,
-        "\tchain nat-prerouting {{\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tjump services\n\t}}\n\
+        "\tchain nat-prerouting {{\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\
+         \t\tiifname \"{bridge}\" jump services\n\t\tfib daddr type local jump services\n\t}}\n\
          \tchain nat-output {{\n\t\ttype nat hook output priority -100; policy accept;\n\t\tjump services\n\t}}\n\
          \tchain nat-postrouting {{\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\
          \t\tct status dnat ip saddr != {cluster} masquerade\n"
@@ -462,6 +466,9 @@ mod tests {
         ));
         assert!(r.contains("meta l4proto tcp dnat to 10.42.0.9:8080"));
         assert!(r.contains("ct status dnat ip saddr != 10.42.0.0/16 masquerade"));
+        assert!(r.contains(
+            "iifname \"bramble0\" jump services\n\t\tfib daddr type local jump services\n"
+        ));
         assert!(r.contains("ct status dnat ip saddr 10.42.0.0/24 oifname \"bramble0\" masquerade"));
         assert!(!r.contains("reject"));
         assert!(!r.contains("aff_"));
