@@ -202,6 +202,24 @@ fn pods_reach_a_nodeport_service_by_ip_and_name_and_nothing_is_left() {
         assert_eq!(seen, names, "30 requests to {host}:{node_port}");
     }
 
+    // sessionAffinity ClientIP: one client stays on one pod.
+    let sticky = node_port + 1;
+    s.apply(
+        &service(sticky)
+            .replace("name: web}", "name: sticky}")
+            .replace(
+                "type: NodePort",
+                "type: NodePort\n  sessionAffinity: ClientIP",
+            ),
+    );
+    let seen: BTreeSet<String> = wait_for(20, "the sticky service", || {
+        (0..10)
+            .map(|_| curl(&format!("http://{gw}:{sticky}/")))
+            .collect::<Option<BTreeSet<String>>>()
+    });
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    s.kubectl_ok(&["delete", "svc", "sticky"]);
+
     // From a pod created after the Service: env, ClusterIP, DNS names, pod IP.
     s.apply(&client(&image));
     s.wait_phase("client", "Running", 60);
