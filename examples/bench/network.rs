@@ -166,4 +166,14 @@ pub fn run() {
         _ => println!("- endpoint change to rules: not seen within 30 s"),
     }
     println!();
+    // The kubelet tears pods down after they leave the store: wait for it,
+    // so that stopping the daemon leaves no container, veth or address.
+    d.clear_pods();
+    let sandboxes = d.dir.join("data/runtime/sandboxes");
+    let t0 = Instant::now();
+    while std::fs::read_dir(&sandboxes).is_ok_and(|mut e| e.next().is_some())
+        && t0.elapsed() < Duration::from_secs(60)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
