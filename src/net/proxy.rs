@@ -74,7 +74,7 @@ pub fn host_ports(pods: &[Value]) -> Vec<HostPort> {
                 let (Some(hp), Some(cp)) = (int(p, "hostPort"), int(p, "containerPort")) else {
                     continue;
                 };
-                let (Ok(hp), Ok(cp)) = (u16::try_from(hp), u16::try_from(cp)) else {
+                let (Ok(hp @ 1..), Ok(cp)) = (u16::try_from(hp), u16::try_from(cp)) else {
                     continue;
                 };
                 let proto = match text(p, "protocol") {
@@ -499,7 +499,7 @@ mod tests {
         let pods = [
             json!({"spec": {"containers": [{"ports": [{"containerPort": 8080, "hostPort": 9090},
                                                       {"containerPort": 53, "hostPort": 5353, "protocol": "UDP"},
-                                                      {"containerPort": 7}]}]},
+                                                      {"containerPort": 7}, {"containerPort": 8, "hostPort": 0}]}]},
                    "status": {"podIP": "10.42.0.5"}}),
             json!({"spec": {"containers": [{"ports": [{"containerPort": 1, "hostPort": 1}]}]}, "status": {}}),
         ];

@@ -47,7 +47,8 @@ spec:
     )
 }
 
-fn client(image: &str) -> String {
+/// A pod to run clients in; it also serves "client" on a hostPort.
+fn client(image: &str, host_port: u16) -> String {
     format!(
         "apiVersion: v1
 kind: Pod
@@ -57,7 +58,8 @@ spec:
   - name: c
     image: {image}
     imagePullPolicy: Never
-    command: [sleep, '3600']
+    command: [sh, -c, 'mkdir -p /w && echo client > /w/index.html && httpd -p 8080 -h /w && exec sleep 3600']
+    ports: [{{containerPort: 8080, hostPort: {host_port}}}]
   terminationGracePeriodSeconds: 0
 "
     )
@@ -221,8 +223,12 @@ fn pods_reach_a_nodeport_service_by_ip_and_name_and_nothing_is_left() {
     s.kubectl_ok(&["delete", "svc", "sticky"]);
 
     // From a pod created after the Service: env, ClusterIP, DNS names, pod IP.
-    s.apply(&client(&image));
+    s.apply(&client(&image, node_port + 2));
     s.wait_phase("client", "Running", 60);
+    let got = wait_for(20, "the client's hostPort", || {
+        curl(&format!("http://{gw}:{}/", node_port + 2))
+    });
+    assert_eq!(got, "client");
     let cluster_ip = s.kubectl_ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
     let env = exec(&s, &["sh", "-c", "env"]).unwrap();
     for var in [
@@ -339,7 +345,7 @@ fn a_restarted_daemon_keeps_pod_addresses_and_releases_those_of_gone_pods() {
     let Some((mut s, image)) = server_with_busybox() else {
         return;
     };
-    s.apply(&client(&image));
+    s.apply(&client(&image, 0));
     let ip = wait_for(60, "client's address", || {
         let p = s.pod("client");
         (p["status"]["phase"] == "Running")
