@@ -131,6 +131,8 @@ pub struct BoardConfig {
     pub node_failure: NodeFailureTable,
     pub image_gc: ImageGcTable,
     pub devices: DevicesTable,
+    pub security: SecurityTable,
+    pub limits: LimitsTable,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -181,9 +183,30 @@ pub struct DevicesTable {
     pub allowed: Option<Vec<String>>,
 }
 
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityTable {
+    pub allow_privileged: Option<bool>,
+    pub allow_host_network: Option<bool>,
+    pub host_path_prefixes: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsTable {
+    pub objects_per_namespace: Option<u32>,
+    pub max_image_size: Option<String>,
+}
+
 const MAX_PODS: std::ops::RangeInclusive<u32> = 1..=250;
 const WAL_PAGES: std::ops::RangeInclusive<u32> = 1..=100_000;
 const MIN_LOG_BYTES: u64 = 4096;
+/// Small-cluster defaults: a lost board's pods move within a minute
+/// (Kubernetes' 40 s and 300 s suit large clusters on reliable networks).
+const DEFAULT_NODE_MONITOR_GRACE: Duration = Duration::from_secs(20);
+const DEFAULT_POD_EVICTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// One and a half kubelet heartbeat periods (10 s).
+const MIN_NODE_MONITOR_GRACE: Duration = Duration::from_secs(15);
 
 /// A quantity ("128Mi") as whole bytes.
 fn bytes(text: &str) -> Result<u64, String> {
@@ -268,13 +291,14 @@ impl BoardConfig {
         if let Some(n) = self.sqlite.wal_autocheckpoint {
             in_range(n, WAL_PAGES)?;
         }
-        for d in [
-            &self.node_failure.node_monitor_grace,
-            &self.node_failure.pod_eviction_timeout,
-        ]
-        .into_iter()
-        .flatten()
+        if let Some(d) = &self.node_failure.node_monitor_grace
+            && duration(d)? < MIN_NODE_MONITOR_GRACE
         {
+            return Err(format!(
+                "{d:?} is shorter than 15s: a kubelet posts its status every 10s, so its node would flap"
+            ));
+        }
+        if let Some(d) = &self.node_failure.pod_eviction_timeout {
             duration(d)?;
         }
         for p in [self.image_gc.high_percent, self.image_gc.low_percent]
@@ -293,6 +317,25 @@ impl BoardConfig {
             });
             if !d.starts_with("/dev/") || !plain {
                 return Err(format!("{d:?} is not a path under /dev/"));
+            }
+        }
+        if let Some(n) = self.limits.objects_per_namespace {
+            in_range(n, 100..=1_000_000)?;
+        }
+        if let Some(q) = &self.limits.max_image_size
+            && bytes(q)? < 64 << 10
+        {
+            return Err(format!("{q:?} is below the 64Ki minimum"));
+        }
+        for p in self.security.host_path_prefixes.iter().flatten() {
+            let plain = Path::new(p).components().all(|c| {
+                matches!(
+                    c,
+                    std::path::Component::RootDir | std::path::Component::Normal(_)
+                )
+            });
+            if !p.starts_with('/') || !plain {
+                return Err(format!("{p:?} is not an absolute path without \"..\""));
             }
         }
         Ok(())
@@ -315,14 +358,21 @@ pub struct Settings {
     pub log_max_files: u32,
     /// SQLite `wal_autocheckpoint` of the store, in pages.
     pub wal_autocheckpoint: u32,
-    /// Read and validated for the node lifecycle controller, which does not
-    /// exist yet.
+    /// Silence after which the node lifecycle controller counts a node as
+    /// lost (Unknown, tainted unreachable).
     pub node_monitor_grace: Duration,
+    /// tolerationSeconds of the not-ready/unreachable tolerations new pods
+    /// get: how long their lost node keeps them before they are evicted.
     pub pod_eviction_timeout: Duration,
     pub image_gc_high_percent: u8,
     pub image_gc_low_percent: u8,
-    /// Read and validated for device plugins, which do not exist yet.
-    pub allowed_devices: Vec<PathBuf>,
+    /// Objects a namespace may hold, all kinds together.
+    pub objects_per_namespace: u32,
+    /// Images whose compressed layers add up to more are refused.
+    pub max_image_bytes: u64,
+    /// What pods may do on this board: privileged, host network, hostPath
+    /// prefixes, host devices. Nothing of it by default.
+    pub security: crate::security::Policy,
 }
 
 impl Settings {
@@ -372,21 +422,34 @@ impl Settings {
             wal_autocheckpoint: c.sqlite.wal_autocheckpoint.unwrap_or(1000),
             node_monitor_grace: duration_or(
                 &c.node_failure.node_monitor_grace,
-                Duration::from_secs(40),
+                DEFAULT_NODE_MONITOR_GRACE,
             )?,
             pod_eviction_timeout: duration_or(
                 &c.node_failure.pod_eviction_timeout,
-                Duration::from_secs(300),
+                DEFAULT_POD_EVICTION_TIMEOUT,
             )?,
             image_gc_high_percent: high,
             image_gc_low_percent: low,
-            allowed_devices: c
-                .devices
-                .allowed
-                .iter()
-                .flatten()
-                .map(PathBuf::from)
-                .collect(),
+            objects_per_namespace: c.limits.objects_per_namespace.unwrap_or(10_000),
+            max_image_bytes: bytes_or(&c.limits.max_image_size, 4 << 30)?,
+            security: crate::security::Policy {
+                allow_privileged: c.security.allow_privileged.unwrap_or(false),
+                allow_host_network: c.security.allow_host_network.unwrap_or(false),
+                host_path_prefixes: c
+                    .security
+                    .host_path_prefixes
+                    .iter()
+                    .flatten()
+                    .map(PathBuf::from)
+                    .collect(),
+                allowed_devices: c
+                    .devices
+                    .allowed
+                    .iter()
+                    .flatten()
+                    .map(PathBuf::from)
+                    .collect(),
+            },
         })
     }
 }
@@ -745,6 +808,15 @@ low_percent = 70
 
 [devices]
 allowed = ["/dev/gpiomem"]
+
+[security]
+allow_privileged = true
+allow_host_network = false
+host_path_prefixes = ["/srv/bramble"]
+
+[limits]
+objects_per_namespace = 2000
+max_image_size = "512Mi"
 "#;
 
     #[test]
@@ -766,7 +838,19 @@ allowed = ["/dev/gpiomem"]
         assert_eq!(s.node_monitor_grace, Duration::from_secs(60));
         assert_eq!(s.pod_eviction_timeout, Duration::from_secs(600));
         assert_eq!((s.image_gc_high_percent, s.image_gc_low_percent), (90, 70));
-        assert_eq!(s.allowed_devices, vec![PathBuf::from("/dev/gpiomem")]);
+        assert_eq!(
+            (s.objects_per_namespace, s.max_image_bytes),
+            (2000, 512 << 20)
+        );
+        assert_eq!(
+            s.security,
+            crate::security::Policy {
+                allow_privileged: true,
+                allow_host_network: false,
+                host_path_prefixes: vec![PathBuf::from("/srv/bramble")],
+                allowed_devices: vec![PathBuf::from("/dev/gpiomem")],
+            }
+        );
     }
 
     #[test]
@@ -861,6 +945,10 @@ allowed = ["/dev/gpiomem"]
                 "x.toml:2: pod_eviction_timeout in [node_failure]",
             ),
             (
+                "[node_failure]\nnode_monitor_grace = \"10s\"",
+                "x.toml:2: node_monitor_grace in [node_failure]: \"10s\" is shorter than 15s",
+            ),
+            (
                 "[image_gc]\nhigh_percent = 101",
                 "x.toml:2: high_percent in [image_gc]",
             ),
@@ -871,6 +959,14 @@ allowed = ["/dev/gpiomem"]
             (
                 "[devices]\nallowed = [\"/dev/../etc\"]",
                 "x.toml:2: allowed in [devices]",
+            ),
+            (
+                "[limits]\nmax_image_size = \"1Ki\"",
+                "x.toml:2: max_image_size in [limits]",
+            ),
+            (
+                "[security]\nhost_path_prefixes = [\"/srv/../etc\"]",
+                "x.toml:2: host_path_prefixes in [security]",
             ),
         ] {
             let e = layer("x.toml", text).unwrap_err().to_string();
@@ -932,6 +1028,10 @@ allowed = ["/dev/gpiomem"]
         assert_eq!(
             (s.max_pods, s.reserved_memory, s.wal_autocheckpoint),
             (110, 0, 1000)
+        );
+        assert_eq!(
+            (s.node_monitor_grace, s.pod_eviction_timeout),
+            (Duration::from_secs(20), Duration::from_secs(30))
         );
         assert_eq!(s.platform, Platform::host());
         assert!(s.labels.is_empty());

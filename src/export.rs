@@ -194,6 +194,7 @@ pub fn strip(kind: &str, obj: &mut Value) {
         "Pod" => {
             spec.remove("nodeName");
         }
+        "Job" => crate::controllers::job::strip_generated_selector(obj),
         _ => {}
     }
 }

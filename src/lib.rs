@@ -13,10 +13,13 @@ pub mod kubelet;
 pub mod manifests;
 pub mod metrics;
 pub mod model;
+#[cfg(test)]
+pub(crate) mod mutate;
 pub mod net;
 pub mod node;
 pub mod pki;
 pub mod runtime;
 pub mod scheduler;
+pub mod security;
 pub mod server;
 pub mod store;

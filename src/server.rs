@@ -142,6 +142,7 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
     names.dedup();
     let serving = pki::serving_cert(&cfg.data_dir, &names)?;
     let store = Store::open_with(&cfg.data_dir, cfg.board.wal_autocheckpoint)?;
+    model::defaults::set_default_toleration_seconds(cfg.board.pod_eviction_timeout.as_secs());
     let registries = match cfg.registries.exists() {
         true => crate::image::Registries::load(&cfg.registries).map_err(ServerError::Images)?,
         false => crate::image::Registries::default(),
@@ -152,7 +153,8 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         crate::image::ImageStore::open(&cfg.data_dir)
             .map_err(ServerError::Images)?
             .with_registries(registries)
-            .with_platform(cfg.board.platform.clone()),
+            .with_platform(cfg.board.platform.clone())
+            .with_max_image_size(cfg.board.max_image_bytes),
     );
     if !crate::image::Platform::host()
         .compatible()
@@ -190,6 +192,8 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         images: images.clone(),
         cgroups: crate::runtime::cgroups::CgroupLayout::detect().ok(),
         api_counters: Default::default(),
+        security: cfg.board.security.clone(),
+        objects_per_namespace: cfg.board.objects_per_namespace as usize,
     });
     let mut signals =
         async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
@@ -206,6 +210,9 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         let loops: &[fn(Rc<Store>) -> LoopFuture] = &[
             |s| Box::pin(async move { crate::controllers::namespace::run(&s).await }),
             |s| Box::pin(async move { crate::controllers::replicaset::run(&s).await }),
+            |s| Box::pin(async move { crate::controllers::deployment::run(&s).await }),
+            |s| Box::pin(async move { crate::controllers::daemonset::run(&s).await }),
+            |s| Box::pin(async move { crate::controllers::job::run(&s).await }),
             |s| Box::pin(async move { crate::controllers::gc::run(&s).await }),
             |s| Box::pin(async move { crate::controllers::endpoints::run(&s).await }),
             |s| Box::pin(async move { crate::scheduler::run(&s).await }),
@@ -214,6 +221,10 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         for run in loops {
             ex.spawn(run(store.clone())).detach();
         }
+        let grace = cfg.board.node_monitor_grace;
+        let s = store.clone();
+        ex.spawn(async move { crate::controllers::node_lifecycle::run(&s, grace).await })
+            .detach();
         register_node(&store, &cfg)?;
         ex.spawn(net::assign_pod_cidrs(
             store.clone(),

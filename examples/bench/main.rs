@@ -4,7 +4,8 @@
 //! (`make bench` does that).
 //!
 //! BENCH_IDLE_SECS (default 60) sets how long idle writes are sampled;
-//! BENCH_ONLY=api|pods|images|network runs one section.
+//! BENCH_ONLY=api|pods|images|scheduler|soak|network runs one section;
+//! BENCH_SOAK_SECS (default 1800) sets how long the soak churns.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -159,6 +160,12 @@ impl Daemon {
                 .post(&url)
                 .header("Authorization", &auth)
                 .header("Content-Type", "application/json")
+                .send(b.as_bytes()),
+            ("PATCH", Some(b)) => self
+                .agent
+                .patch(&url)
+                .header("Authorization", &auth)
+                .header("Content-Type", "application/merge-patch+json")
                 .send(b.as_bytes()),
             ("DELETE", _) => self
                 .agent
@@ -392,6 +399,8 @@ fn api() {
 mod images;
 mod network;
 mod pods;
+mod scheduler;
+mod soak;
 
 fn main() {
     println!("# bramble benchmark\n");
@@ -404,15 +413,17 @@ fn main() {
             .unwrap_or_default()
             .trim()
     );
-    // BENCH_ONLY=api|pods|images|network runs one section.
+    // BENCH_ONLY=api|pods|images|scheduler|soak|network runs one section.
     let only = std::env::var("BENCH_ONLY").ok();
-    let sections: [(&str, fn()); 4] = [
+    let sections: &[(&str, fn())] = &[
         ("api", api),
         ("pods", pods::run),
         ("images", images::run),
+        ("scheduler", scheduler::run),
+        ("soak", soak::run),
         ("network", network::run),
     ];
-    for (name, run) in sections {
+    for (name, run) in sections.iter().copied() {
         if only.as_deref().is_none_or(|o| o == name) {
             run();
         }

@@ -38,7 +38,7 @@ pub fn example_image(dir: &Path) -> std::path::PathBuf {
     archive
 }
 
-fn pod(name: &str, cmd: &str) -> String {
+pub fn pod(name: &str, cmd: &str) -> String {
     format!(
         r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}"}},"spec":{{"terminationGracePeriodSeconds":0,"containers":[{{"name":"c","image":"{IMAGE}","command":["sh","-c","{cmd}"]}}]}}}}"#
     )
@@ -103,6 +103,60 @@ fn start_latencies(d: &Daemon, n: usize) -> Vec<Duration> {
     }
     let _ = watch.kill();
     let _ = watch.wait();
+    out
+}
+
+/// The pods of the `scaler` Deployment: (Running and not being deleted, all).
+fn scaler_pods(d: &Daemon) -> (usize, usize) {
+    let (_, list) = d.call(
+        "GET",
+        "/api/v1/namespaces/default/pods?labelSelector=app%3Dscaler",
+        None,
+    );
+    let items = list["items"].as_array().cloned().unwrap_or_default();
+    let running = items
+        .iter()
+        .filter(|p| {
+            p["status"]["phase"] == "Running" && p["metadata"]["deletionTimestamp"].is_null()
+        })
+        .count();
+    (running, items.len())
+}
+
+/// What `kubectl scale deployment --replicas=N` costs: from the PATCH of
+/// the scale subresource (1 -> `to`) to every pod bound and Running, polled
+/// every 20 ms; scaled back to 1 between runs.
+fn scale_latencies(d: &Daemon, to: usize, runs: usize) -> Vec<Duration> {
+    let deployment = format!(
+        r#"{{"apiVersion":"apps/v1","kind":"Deployment","metadata":{{"name":"scaler"}},"spec":{{"replicas":1,"selector":{{"matchLabels":{{"app":"scaler"}}}},"template":{{"metadata":{{"labels":{{"app":"scaler"}}}},"spec":{{"terminationGracePeriodSeconds":0,"containers":[{{"name":"c","image":"{IMAGE}","command":["sh","-c","sleep 3600"]}}]}}}}}}}}"#
+    );
+    let base = "/apis/apps/v1/namespaces/default/deployments";
+    let (code, v) = d.call("POST", base, Some(&deployment));
+    assert_eq!(code, 201, "{v}");
+    let wait = |want: (usize, usize), what: &str| {
+        let t0 = Instant::now();
+        while scaler_pods(d) != want {
+            assert!(t0.elapsed() < Duration::from_secs(120), "{what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait((1, 1), "the first replica");
+    let scale = |n: usize| {
+        let body = format!(r#"{{"spec":{{"replicas":{n}}}}}"#);
+        let (code, v) = d.call("PATCH", &format!("{base}/scaler/scale"), Some(&body));
+        assert_eq!(code, 200, "{v}");
+    };
+    let mut out = Vec::new();
+    for _ in 0..runs {
+        let t0 = Instant::now();
+        scale(to);
+        wait((to, to), "the scaled-up replicas");
+        out.push(t0.elapsed());
+        scale(1);
+        wait((1, 1), "the scale-down");
+    }
+    d.call("DELETE", &format!("{base}/scaler"), None);
+    wait((0, 0), "the Deployment's pods gone");
     out
 }
 
@@ -220,6 +274,14 @@ pub fn run() {
             ms(percentile(&runc, 0.99))
         );
     }
+    let (to, runs) = (10, 5);
+    let mut scaled = scale_latencies(&d, to, runs);
+    scaled.sort();
+    println!(
+        "- `kubectl scale` of a Deployment from 1 to {to} replicas, PATCH of /scale to all {to} pods Running, {runs} runs: median {}, max {}",
+        ms(percentile(&scaled, 0.5)),
+        ms(percentile(&scaled, 1.0))
+    );
     for count in [0usize, 10, 110] {
         let have = d.pod_count();
         for i in have..count {

@@ -1,6 +1,7 @@
 //! What the API server does to objects of particular kinds on their way into
 //! the store, beyond defaulting and validation: namespace checks, Service IP
-//! and port allocation, resetting pod status, namespace deletion.
+//! and port allocation, the board's pod security policy, resetting pod
+//! status, namespace deletion, uids and Job selectors before validation.
 
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -28,7 +29,16 @@ pub fn on_create(ctx: &Ctx, r: &'static Resource, v: &mut Value) -> Result<(), S
             }
             Some(_) => {}
         }
+        if ctx.store.count_in_namespace(&ns) >= ctx.objects_per_namespace {
+            return Err(Status::forbidden(format!(
+                "{} \"{}\" is forbidden: namespace {ns} already holds {} objects, the most this board allows in one namespace ([limits] objects_per_namespace in the board config)",
+                r.key(),
+                model::name(v),
+                ctx.objects_per_namespace
+            )));
+        }
     }
+    pod_security(ctx, r, v)?;
     match r.kind {
         "Pod" => {
             // Clients do not set a new pod's status.
@@ -47,6 +57,17 @@ pub fn on_create(ctx: &Ctx, r: &'static Resource, v: &mut Value) -> Result<(), S
     Ok(())
 }
 
+/// What the create strategies do before validation: the object gets its
+/// uid here (a client cannot choose it), so that a Job's selector can be
+/// generated from it, which validation requires.
+pub fn before_validation(r: &Resource, v: &mut Value) {
+    let uid = model::new_uid();
+    model::meta_mut(v).insert("uid".into(), uid.clone().into());
+    if r.kind == "Job" {
+        crate::controllers::job::generate_selector(v, &uid);
+    }
+}
+
 pub fn on_update(
     ctx: &Ctx,
     r: &'static Resource,
@@ -56,7 +77,35 @@ pub fn on_update(
     if r.kind == "Service" {
         allocate_service(ctx, new, Some(old))?;
     }
+    if new.pointer("/spec/template") != old.pointer("/spec/template") {
+        pod_security(ctx, r, new)?;
+    }
     Ok(())
+}
+
+/// Refuses a pod, or a workload whose pod template, that the board's
+/// policy does not allow: controllers create their pods without going
+/// through the API, so their templates are checked here.
+fn pod_security(ctx: &Ctx, r: &Resource, v: &Value) -> Result<(), Status> {
+    let template;
+    let pod = match r.kind {
+        "Pod" => v,
+        "ReplicationController" | "ReplicaSet" | "Deployment" | "DaemonSet" | "Job" => {
+            template = v.pointer("/spec/template").cloned().unwrap_or_default();
+            &template
+        }
+        _ => return Ok(()),
+    };
+    let refused = crate::security::violations(pod, &ctx.security);
+    if refused.is_empty() {
+        return Ok(());
+    }
+    Err(Status::forbidden(format!(
+        "{} \"{}\" is forbidden: this board does not allow it: {}",
+        r.key(),
+        model::name(v),
+        refused.join("; ")
+    )))
 }
 
 /// Gives a Service its cluster IP and node ports, keeping those it has.

@@ -282,4 +282,17 @@ mod tests {
         r.accept = "application/json".into();
         assert!(!wants_table(&r));
     }
+
+    #[test]
+    fn mutated_manifests_decode_or_fail_cleanly() {
+        let json: &[u8] = br#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a", "labels": {"x": "y"}}, "spec": {"containers": [{"name": "c", "image": "busybox", "args": ["-c", "echo \u00e9"]}]}}"#;
+        let yaml: &[u8] = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  annotations: {k: 'v'}\ndata:\n  key: |\n    multi\n    line\n---\n- &x [1, 2]\n- *x\n";
+        for (seed, yaml_mode) in [(1, false), (2, true)] {
+            crate::mutate::each_mutation(seed, 20_000, &[json, yaml], |input| {
+                if let Err(s) = parse_json_or_yaml(input, yaml_mode) {
+                    assert_eq!(s.code, 400);
+                }
+            });
+        }
+    }
 }

@@ -40,6 +40,10 @@ pub struct Ctx {
     pub images: std::sync::Arc<crate::image::ImageStore>,
     pub cgroups: Option<crate::runtime::cgroups::CgroupLayout>,
     pub api_counters: crate::metrics::ApiCounters,
+    /// What pods may do on this board (admission refuses the rest).
+    pub security: crate::security::Policy,
+    /// Objects one namespace may hold.
+    pub objects_per_namespace: usize,
 }
 
 /// Handles calls until the listener's channel closes.

@@ -287,6 +287,7 @@ async fn create(ctx: &Ctx, req: &Request, t: &Target) -> Result<Reply, Status> {
 }
 
 async fn create_value(ctx: &Ctx, req: &Request, t: &Target, mut v: Value) -> Result<Reply, Status> {
+    admission::before_validation(t.resource, &mut v);
     validate::validate(t.resource.kind, &v).map_err(|e| invalid(t.resource, &v, e))?;
     admission::on_create(ctx, t.resource, &mut v)?;
     if body::dry_run(req, &Value::Null) {
@@ -343,6 +344,10 @@ async fn write_update(
     admission::on_update(ctx, r, &old_v, &mut new)?;
     validate::validate_update(r.kind, &old_v, &new).map_err(|e| invalid(r, &new, e))?;
     let obj = ctx.store.update(r, new)?;
+    // A kubelet posting its node's status (even unchanged) is alive.
+    if r.kind == "Node" && t.sub == Some(Subresource::Status) {
+        ctx.store.heartbeat(&obj.name);
+    }
     ctx.store.durable(obj.rv).await;
     Ok(raw_reply(200, &obj))
 }

@@ -1241,4 +1241,28 @@ mod tests {
             Err("apply configuration must be a JSON object".into())
         );
     }
+
+    #[test]
+    fn mutated_patches_apply_or_fail_cleanly() {
+        let pod = json!({"metadata": {"name": "a", "labels": {"x": "y"}, "ownerReferences": [{"uid": "u1"}]},
+            "spec": {"containers": [{"name": "c", "image": "i", "env": [{"name": "A", "value": "1"}],
+                                     "ports": [{"containerPort": 80, "protocol": "TCP"}]}],
+                     "volumes": [{"name": "v", "emptyDir": {}}]}});
+        let corpus: &[&[u8]] = &[
+            br#"{"spec": {"containers": [{"name": "c", "image": "j", "$patch": "replace"}], "$setElementOrder/containers": [{"name": "c"}]}}"#,
+            br#"[{"op": "add", "path": "/metadata/labels/z", "value": "w"}, {"op": "move", "from": "/spec/volumes/0", "path": "/spec/volumes/-"}, {"op": "test", "path": "/metadata/name", "value": "a"}]"#,
+            br#"{"metadata": {"labels": null, "$deleteFromPrimitiveList/finalizers": ["f"]}, "spec": {"$retainKeys": ["containers"]}}"#,
+        ];
+        crate::mutate::each_mutation(3, 20_000, corpus, |input| {
+            let Ok(patch) = serde_json::from_slice::<Value>(input) else {
+                return;
+            };
+            let mut target = pod.clone();
+            merge_patch(&mut target, &patch);
+            for f in [json_patch, strategic_merge_patch, apply_patch] {
+                let mut target = pod.clone();
+                let _ = f(&mut target, &patch);
+            }
+        });
+    }
 }

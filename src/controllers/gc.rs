@@ -303,7 +303,7 @@ mod tests {
         let (store, dir) = temp_store("gc");
         stored_rc(&store, "bg", 2);
         stored_rc(&store, "fg", 2);
-        assert!(!crate::controllers::replicaset::pass(&store));
+        assert!(!crate::controllers::replicaset::pass(&store, std::time::SystemTime::now()).failed);
         assert_eq!(pod_names(&store).len(), 4);
         assert!(!pass(&store), "owners present: nothing to do");
         assert_eq!(pod_names(&store).len(), 4);

@@ -2,9 +2,13 @@
 //! the cluster match what its objects declare. They read and write only
 //! through the store.
 
+pub mod daemonset;
+pub mod deployment;
 pub mod endpoints;
 pub mod gc;
+pub mod job;
 pub mod namespace;
+pub mod node_lifecycle;
 pub mod replicaset;
 
 use std::time::Duration;
@@ -16,6 +20,14 @@ use crate::store::Store;
 /// their next pass: a burst of writes (a thousand pods created) then costs
 /// a few passes, not one per write.
 pub const SETTLE: Duration = Duration::from_millis(100);
+
+/// The earlier of two optional delays (a pass's retry and its own deadline).
+pub fn sooner(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
 
 /// Runs `pass` now, and again whenever an object of `resources` changes or
 /// when the last pass asked to run again after a delay. A pass looks at the

@@ -12,7 +12,7 @@
 use serde_json::{Value, json};
 use std::cmp::Ordering;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::events::{self, Type};
 use crate::model::selector::{LabelSelector, SelectorError};
@@ -59,7 +59,7 @@ impl fmt::Display for SyncError {
 
 impl std::error::Error for SyncError {}
 
-fn store_err(action: impl Into<String>) -> impl FnOnce(StoreError) -> SyncError {
+pub(super) fn store_err(action: impl Into<String>) -> impl FnOnce(StoreError) -> SyncError {
     let action = action.into();
     move |source| SyncError::Store { action, source }
 }
@@ -67,27 +67,44 @@ fn store_err(action: impl Into<String>) -> impl FnOnce(StoreError) -> SyncError 
 pub async fn run(store: &Store) {
     let watched = [res("Pod"), res("ReplicationController"), res("ReplicaSet")];
     let mut retry = Retry::default();
-    super::level_loop(store, &watched, super::SETTLE, || retry.after(pass(store))).await
+    super::level_loop(store, &watched, super::SETTLE, || {
+        let p = pass(store, SystemTime::now());
+        super::sooner(retry.after(p.failed), p.recheck)
+    })
+    .await
 }
 
-/// One reconcile pass over every ReplicationController and ReplicaSet;
-/// whether any failed.
-pub(super) fn pass(store: &Store) -> bool {
-    let mut failed = false;
+/// What a pass over every owner found.
+#[derive(Debug, Default)]
+pub(super) struct Pass {
+    /// Some owner failed to sync.
+    pub failed: bool,
+    /// When the soonest pod becomes available (ready for the owner's
+    /// minReadySeconds): the status must be counted again then, even if
+    /// nothing else changes.
+    pub recheck: Option<Duration>,
+}
+
+/// One reconcile pass over every ReplicationController and ReplicaSet.
+pub(super) fn pass(store: &Store, now: SystemTime) -> Pass {
+    let mut p = Pass::default();
     for kind in [res("ReplicationController"), res("ReplicaSet")] {
         for owner in store.list(kind, None) {
-            if let Err(e) = sync(store, kind, &owner) {
-                log::warn!(
-                    "syncing {} {}/{}: {e}",
-                    kind.kind,
-                    owner.namespace,
-                    owner.name
-                );
-                failed = true;
+            match sync(store, kind, &owner, now) {
+                Ok(recheck) => p.recheck = super::sooner(p.recheck, recheck),
+                Err(e) => {
+                    log::warn!(
+                        "syncing {} {}/{}: {e}",
+                        kind.kind,
+                        owner.namespace,
+                        owner.name
+                    );
+                    p.failed = true;
+                }
             }
         }
     }
-    failed
+    p
 }
 
 fn component(kind: &Resource) -> &'static str {
@@ -99,8 +116,13 @@ fn component(kind: &Resource) -> &'static str {
 }
 
 /// Makes one owner's pods match its spec. Idempotent: a pass over a settled
-/// owner writes nothing.
-fn sync(store: &Store, kind: &'static Resource, owner: &Object) -> Result<(), SyncError> {
+/// owner writes nothing. Returns when a ready pod will become available.
+fn sync(
+    store: &Store,
+    kind: &'static Resource,
+    owner: &Object,
+    now: SystemTime,
+) -> Result<Option<Duration>, SyncError> {
     let v = owner.value();
     let sel = selector(kind, &v).map_err(|source| SyncError::Selector {
         owner: format!("{}/{}", owner.namespace, owner.name),
@@ -113,27 +135,7 @@ fn sync(store: &Store, kind: &'static Resource, owner: &Object) -> Result<(), Sy
         .collect();
     let deleting = store::is_deleting(&v);
     let claimed = claim(&owner.uid, &sel, deleting, &pods);
-    // The pods keep the resourceVersion they were read with, so a pod
-    // changed meanwhile is a conflict, retried on a later pass.
-    for p in &claimed.release {
-        let mut released = (*p).clone();
-        remove_owner_ref(&mut released, &owner.uid);
-        store
-            .update(res("Pod"), released)
-            .map_err(store_err(format!("releasing pod {}", model::name(p))))?;
-    }
-    for p in &claimed.adopt {
-        let mut adopted = (*p).clone();
-        let refs = model::meta_mut(&mut adopted)
-            .entry("ownerReferences")
-            .or_insert_with(|| json!([]));
-        if let Some(refs) = refs.as_array_mut() {
-            refs.push(owner_ref(kind, &v));
-        }
-        store
-            .update(res("Pod"), adopted)
-            .map_err(store_err(format!("adopting pod {}", model::name(p))))?;
-    }
+    apply_claim(store, kind, &v, &claimed)?;
     // An owner being deleted (foreground) neither makes nor removes pods:
     // the garbage collector is taking them down. Nor does one in a
     // terminating namespace, where the API would refuse new pods.
@@ -185,13 +187,45 @@ fn sync(store: &Store, kind: &'static Resource, owner: &Object) -> Result<(), Sy
             Diff::None => {}
         }
     }
-    let new = status(&v, &claimed.owned);
+    let (new, recheck) = status(&v, &claimed.owned, now);
     if v.get("status") != Some(&new) {
         let mut updated = v;
         updated["status"] = new;
         store
             .update(kind, updated)
             .map_err(store_err("writing the status"))?;
+    }
+    Ok(recheck)
+}
+
+/// Writes a claim's adoptions and releases. The pods keep the
+/// resourceVersion they were read with, so a pod changed meanwhile is a
+/// conflict, retried on a later pass.
+pub(super) fn apply_claim(
+    store: &Store,
+    kind: &Resource,
+    owner: &Value,
+    claimed: &Claim,
+) -> Result<(), SyncError> {
+    let uid = model::meta_str(owner, "uid").unwrap_or_default();
+    for p in &claimed.release {
+        let mut released = (*p).clone();
+        remove_owner_ref(&mut released, uid);
+        store
+            .update(res("Pod"), released)
+            .map_err(store_err(format!("releasing pod {}", model::name(p))))?;
+    }
+    for p in &claimed.adopt {
+        let mut adopted = (*p).clone();
+        let refs = model::meta_mut(&mut adopted)
+            .entry("ownerReferences")
+            .or_insert_with(|| json!([]));
+        if let Some(refs) = refs.as_array_mut() {
+            refs.push(owner_ref(kind, owner));
+        }
+        store
+            .update(res("Pod"), adopted)
+            .map_err(store_err(format!("adopting pod {}", model::name(p))))?;
     }
     Ok(())
 }
@@ -226,7 +260,7 @@ pub fn owner_ref(kind: &Resource, owner: &Value) -> Value {
 
 /// The uid of a pod's managing controller (the ownerReference with
 /// `controller: true`), if any.
-fn controller_uid(pod: &Value) -> Option<&str> {
+pub(super) fn controller_uid(pod: &Value) -> Option<&str> {
     pod.pointer("/metadata/ownerReferences")?
         .as_array()?
         .iter()
@@ -235,7 +269,7 @@ fn controller_uid(pod: &Value) -> Option<&str> {
         .as_str()
 }
 
-fn remove_owner_ref(pod: &mut Value, uid: &str) {
+pub(super) fn remove_owner_ref(pod: &mut Value, uid: &str) {
     let m = model::meta_mut(pod);
     if let Some(refs) = m.get_mut("ownerReferences").and_then(Value::as_array_mut) {
         refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(uid));
@@ -288,7 +322,7 @@ pub fn claim<'a>(
     c
 }
 
-fn phase(pod: &Value) -> &str {
+pub(super) fn phase(pod: &Value) -> &str {
     pod.pointer("/status/phase")
         .and_then(Value::as_str)
         .unwrap_or("")
@@ -308,6 +342,25 @@ fn ready_condition(pod: &Value) -> Option<&Value> {
 
 pub fn is_ready(pod: &Value) -> bool {
     ready_condition(pod).is_some_and(|c| c["status"] == "True")
+}
+
+/// How long until a pod is available, i.e. has been Ready for
+/// `min_ready_seconds` (Kubernetes' IsPodAvailable): None while it is not
+/// ready, zero once it is available. A ready pod with no transition time
+/// waits the whole period from now.
+pub fn available_in(pod: &Value, min_ready_seconds: u64, now: SystemTime) -> Option<Duration> {
+    if !is_ready(pod) {
+        return None;
+    }
+    let period = Duration::from_secs(min_ready_seconds);
+    if period.is_zero() {
+        return Some(Duration::ZERO);
+    }
+    let since = ready_condition(pod)
+        .and_then(|c| c["lastTransitionTime"].as_str())
+        .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+        .unwrap_or(now);
+    Some((since + period).duration_since(now).unwrap_or_default())
 }
 
 #[derive(Debug, PartialEq)]
@@ -411,9 +464,10 @@ pub fn new_pod(kind: &Resource, owner: &Value) -> Value {
     pod
 }
 
-/// The status the owner should have for its owned pods; fields this
-/// controller does not compute (conditions) are kept.
-pub fn status(owner: &Value, owned: &[&Value]) -> Value {
+/// The status the owner should have for its owned pods at `now`, and when
+/// the next ready pod becomes available; fields this controller does not
+/// compute (conditions) are kept.
+pub fn status(owner: &Value, owned: &[&Value], now: SystemTime) -> (Value, Option<Duration>) {
     let template_labels = owner
         .pointer("/spec/template/metadata/labels")
         .and_then(Value::as_object);
@@ -429,6 +483,16 @@ pub fn status(owner: &Value, owned: &[&Value]) -> Value {
         })
         .count();
     let ready = active.iter().filter(|p| is_ready(p)).count();
+    let min_ready = owner
+        .pointer("/spec/minReadySeconds")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let waits: Vec<Duration> = active
+        .iter()
+        .filter_map(|p| available_in(p, min_ready, now))
+        .collect();
+    let available = waits.iter().filter(|d| d.is_zero()).count();
+    let recheck = waits.into_iter().filter(|d| !d.is_zero()).min();
     let mut s = owner
         .get("status")
         .and_then(Value::as_object)
@@ -437,12 +501,11 @@ pub fn status(owner: &Value, owned: &[&Value]) -> Value {
     s.insert("replicas".into(), active.len().into());
     s.insert("fullyLabeledReplicas".into(), fully_labeled.into());
     s.insert("readyReplicas".into(), ready.into());
-    // With minReadySeconds 0, a ready pod is available.
-    s.insert("availableReplicas".into(), ready.into());
+    s.insert("availableReplicas".into(), available.into());
     if let Some(g) = model::meta(owner).and_then(|m| m.get("generation")) {
         s.insert("observedGeneration".into(), g.clone());
     }
-    Value::Object(s)
+    (Value::Object(s), recheck)
 }
 
 #[cfg(test)]
@@ -520,18 +583,18 @@ pub(super) mod tests {
     fn a_pass_makes_the_pods_and_a_second_pass_writes_nothing() {
         let (store, dir) = temp_store("rs-pass");
         stored_rc(&store, "kubia", 3);
-        assert!(!pass(&store));
+        assert!(!pass(&store, SystemTime::now()).failed);
         let pods = store.list(res("Pod"), Some("default"));
         assert_eq!(pods.len(), 3);
         // The status counts what the pass found; the pass our own writes
         // wake counts the new pods.
-        assert!(!pass(&store));
+        assert!(!pass(&store, SystemTime::now()).failed);
         let rc = store
             .get(res("ReplicationController"), "default", "kubia")
             .unwrap();
         assert_eq!(rc.value()["status"]["replicas"], 3);
         let rv = store.resource_version();
-        assert!(!pass(&store));
+        assert!(!pass(&store, SystemTime::now()).failed);
         assert_eq!(
             store.resource_version(),
             rv,
@@ -541,7 +604,7 @@ pub(super) mod tests {
         let mut v = rc.value();
         v["spec"]["replicas"] = 1.into();
         store.update(res("ReplicationController"), v).unwrap();
-        assert!(!pass(&store));
+        assert!(!pass(&store, SystemTime::now()).failed);
         assert_eq!(store.list(res("Pod"), Some("default")).len(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -654,6 +717,35 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn pods_are_available_after_min_ready_seconds_and_the_status_says_when_to_look_again() {
+        let t0 = humantime::parse_rfc3339("2026-01-01T00:01:00Z").unwrap();
+        let ready_at = |name: &str, at: &str| {
+            let mut p = pod(name, json!({}), Some(OWNER));
+            p["status"]["conditions"] =
+                json!([{"type": "Ready", "status": "True", "lastTransitionTime": at}]);
+            p
+        };
+        let old = ready_at("old", "2026-01-01T00:00:00Z");
+        let fresh = ready_at("fresh", "2026-01-01T00:00:58Z");
+        let not_ready = pod("not-ready", json!({}), Some(OWNER));
+        assert_eq!(available_in(&not_ready, 5, t0), None);
+        assert_eq!(available_in(&fresh, 0, t0), Some(Duration::ZERO));
+        assert_eq!(available_in(&fresh, 5, t0), Some(Duration::from_secs(3)));
+        assert_eq!(available_in(&old, 5, t0), Some(Duration::ZERO));
+        let owner = json!({"spec": {"minReadySeconds": 5}});
+        let (s, recheck) = status(&owner, &[&old, &fresh, &not_ready], t0);
+        assert_eq!(
+            (&s["readyReplicas"], &s["availableReplicas"]),
+            (&2.into(), &1.into())
+        );
+        assert_eq!(recheck, Some(Duration::from_secs(3)));
+        let later = t0 + Duration::from_secs(3);
+        let (s, recheck) = status(&owner, &[&old, &fresh, &not_ready], later);
+        assert_eq!(s["availableReplicas"], 2);
+        assert_eq!(recheck, None);
+    }
+
+    #[test]
     fn status_counts_active_labeled_and_ready_pods_and_keeps_conditions() {
         let owner = json!({"metadata": {"generation": 4},
             "spec": {"template": {"metadata": {"labels": {"app": "web", "tier": "fe"}}}},
@@ -663,7 +755,9 @@ pub(super) mod tests {
         let partial = pod("b", json!({"app": "web"}), Some(OWNER));
         let mut finished = pod("c", json!({"app": "web", "tier": "fe"}), Some(OWNER));
         finished["status"]["phase"] = "Failed".into();
-        let s = status(&owner, &[&ready, &partial, &finished]);
+        let now = SystemTime::now();
+        let (s, recheck) = status(&owner, &[&ready, &partial, &finished], now);
+        assert_eq!(recheck, None);
         assert_eq!(
             s,
             json!({"conditions": [{"type": "ReplicaFailure"}], "replicas": 2,
@@ -672,7 +766,7 @@ pub(super) mod tests {
         );
         let settled = json!({"metadata": owner["metadata"], "spec": owner["spec"], "status": s});
         assert_eq!(
-            status(&settled, &[&ready, &partial, &finished]),
+            status(&settled, &[&ready, &partial, &finished], now).0,
             settled["status"],
             "a settled owner's status does not change"
         );

@@ -79,6 +79,11 @@ pub enum Progress {
 
 #[derive(Debug)]
 pub enum ImageError {
+    TooLarge {
+        reference: String,
+        size: u64,
+        limit: u64,
+    },
     BadReference {
         input: String,
         reason: String,
@@ -157,6 +162,14 @@ impl fmt::Display for ImageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use ImageError::*;
         match self {
+            TooLarge {
+                reference,
+                size,
+                limit,
+            } => write!(
+                f,
+                "image {reference} is {size} bytes compressed, over this board's limit of {limit} bytes ([limits] max_image_size in the board config)"
+            ),
             BadReference { input, reason } => {
                 write!(f, "invalid image reference {input:?}: {reason}")
             }
@@ -250,6 +263,8 @@ pub struct ImageStore {
     db: Mutex<rusqlite::Connection>,
     registries: Registries,
     platform: Platform,
+    /// Images whose compressed layers add up to more are refused.
+    max_image_bytes: u64,
     /// Pulls started and pulls failed, for /metrics.
     pulls: AtomicU64,
     failed_pulls: AtomicU64,
@@ -304,9 +319,16 @@ impl ImageStore {
             db: Mutex::new(db),
             registries: Registries::default(),
             platform: Platform::host(),
+            max_image_bytes: u64::MAX,
             pulls: AtomicU64::new(0),
             failed_pulls: AtomicU64::new(0),
         })
+    }
+
+    /// Refuses images whose compressed layers add up to more than `bytes`.
+    pub fn with_max_image_size(mut self, bytes: u64) -> ImageStore {
+        self.max_image_bytes = bytes;
+        self
     }
 
     /// Mirrors and per-registry TLS and credentials (k3s `registries.yaml`).
@@ -539,6 +561,14 @@ impl ImageStore {
                 reference: name.to_string(),
                 offered: vec![image_platform],
                 wanted: platform.clone(),
+            });
+        }
+        let size: u64 = manifest.layers.iter().map(|l| l.size).sum();
+        if size > self.max_image_bytes {
+            return Err(ImageError::TooLarge {
+                reference: name.to_string(),
+                size,
+                limit: self.max_image_bytes,
             });
         }
         if config.rootfs.diff_ids.len() != manifest.layers.len() {

@@ -517,4 +517,27 @@ mod tests {
         assert_eq!(classify(OsStr::new(".wh..wh.plnk")), Whiteout::Ignore);
         assert_eq!(classify(OsStr::new("passwd.wh.")), Whiteout::None);
     }
+
+    #[test]
+    fn mutated_entry_names_never_leave_the_layer() {
+        let corpus: &[&[u8]] = &[
+            b"usr/bin/busybox",
+            b"./etc/.wh..wh..opq",
+            b"var/lib/.wh.cache",
+            b"a/../../b",
+            b"/abs/path",
+        ];
+        crate::mutate::each_mutation(6, 20_000, corpus, |input| {
+            let path = Path::new(OsStr::from_bytes(input));
+            if let Ok(rel) = safe_relative(path) {
+                assert!(
+                    rel.components().all(|c| matches!(c, Component::Normal(_))),
+                    "{rel:?}"
+                );
+            }
+            if let Some(name) = path.file_name() {
+                let _ = classify(name);
+            }
+        });
+    }
 }

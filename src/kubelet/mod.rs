@@ -858,6 +858,21 @@ impl Kubelet {
                 0
             }
         };
+        let confinement = crate::security::confinement(v, c);
+        if confinement.run_as_non_root && plan.uid == 0 {
+            return Err(format!(
+                "container has runAsNonRoot and image will run as root (pod: \"{}_{}({})\", container: {name})",
+                pod.name, pod.namespace, pod.uid
+            ));
+        }
+        let security = rt::Security {
+            devices: confinement
+                .devices
+                .iter()
+                .map(|d| host_device(d))
+                .collect::<Result<_, _>>()?,
+            ..confinement.runtime
+        };
         let id = format!("{}-{name}-{attempt}", pod.uid);
         let id_for_hook = id.clone();
         let spec = rt::ContainerSpec {
@@ -881,6 +896,7 @@ impl Kubelet {
             log_path: log_path(&self.cfg.data_dir, &pod.uid, &name, attempt),
             log_max_bytes: self.cfg.log_max_bytes,
             log_max_files: self.cfg.log_max_files,
+            security,
         };
         std::fs::create_dir_all(spec.log_path.parent().expect("log paths have a parent"))
             .map_err(|e| e.to_string())?;
@@ -1653,4 +1669,26 @@ fn hook_command(pod: &Value, container: &str, hook: &str) -> Option<Vec<String>>
                 .filter_map(|x| x.as_str().map(str::to_string))
                 .collect()
         })
+}
+
+/// A host device node as the runtime creates it in a container.
+fn host_device(path: &std::path::Path) -> Result<rt::Device, String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("host device {}: {e}", path.display()))?;
+    let kind = match meta.file_type() {
+        t if t.is_char_device() => 'c',
+        t if t.is_block_device() => 'b',
+        _ => return Err(format!("{} is not a device node", path.display())),
+    };
+    let rdev = meta.rdev();
+    Ok(rt::Device {
+        path: path.to_path_buf(),
+        kind,
+        major: nix::sys::stat::major(rdev) as i64,
+        minor: nix::sys::stat::minor(rdev) as i64,
+        mode: meta.mode(),
+        uid: meta.uid(),
+        gid: meta.gid(),
+    })
 }

@@ -150,6 +150,17 @@ pub fn updated(node: &Value, r: &Readings, now: &str) -> Option<Value> {
             }
         }
     }
+    // The kubelet reports Ready; the node lifecycle controller sets it
+    // Unknown while no heartbeat comes.
+    match conds.iter_mut().find(|c| c["type"] == "Ready") {
+        Some(c) if c["status"] == "True" => {}
+        Some(c) => {
+            *c = serde_json::json!({"type": "Ready", "status": "True", "reason": "KubeletReady",
+                "message": "kubelet is posting ready status", "lastHeartbeatTime": now, "lastTransitionTime": now});
+            changed = true;
+        }
+        None => {}
+    }
     changed.then_some(node)
 }
 
@@ -226,5 +237,11 @@ mod tests {
         );
         assert_eq!(new["status"]["conditions"][1]["lastTransitionTime"], "t0");
         assert_eq!(new["status"]["conditions"][3]["type"], "Ready");
+        let mut lost = node.clone();
+        lost["status"]["conditions"][3] =
+            json!({"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown"});
+        let back = updated(&lost, &PLENTY, "t2").unwrap();
+        assert_eq!(back["status"]["conditions"][3]["status"], "True");
+        assert_eq!(back["status"]["conditions"][3]["reason"], "KubeletReady");
     }
 }

@@ -6,6 +6,7 @@
 //! Every rule only fills what is unset, so applying twice equals applying once.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Map, Value, json};
 
@@ -264,8 +265,22 @@ fn requests_from_limits(c: &mut Object) {
     }
 }
 
-/// The DefaultTolerationSeconds admission plugin: pods stay 300 s on a node
-/// that is not ready or unreachable, unless they already tolerate that.
+/// tolerationSeconds of the tolerations DefaultTolerationSeconds adds: the
+/// board config's `[node_failure] pod_eviction_timeout`, set once at start
+/// by the server (kube-apiserver's --default-unreachable-toleration-seconds,
+/// 300 s in Kubernetes; the small-cluster default here).
+static TOLERATION_SECONDS: AtomicU64 = AtomicU64::new(30);
+
+/// Sets how long new pods tolerate a not-ready or unreachable node.
+pub fn set_default_toleration_seconds(seconds: u64) {
+    TOLERATION_SECONDS.store(seconds, Ordering::Relaxed);
+}
+
+/// The DefaultTolerationSeconds admission plugin: pods stay
+/// `TOLERATION_SECONDS` on a node that is not ready or unreachable, unless
+/// they already tolerate that. It is applied with the defaults rather than
+/// in `api::admission` because controllers create pods in the store
+/// directly, and their pods need it as much as the API's.
 fn default_tolerations(spec: &mut Object) {
     let tolerations = spec.entry("tolerations").or_insert(Value::Null);
     if tolerations.is_null() {
@@ -284,7 +299,8 @@ fn default_tolerations(spec: &mut Object) {
                 && (field("effect").is_empty() || field("effect") == "NoExecute")
         });
         if !tolerated {
-            list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
+            let seconds = TOLERATION_SECONDS.load(Ordering::Relaxed);
+            list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}));
         }
     }
 }
@@ -546,8 +562,8 @@ mod tests {
                 "securityContext": {},
                 "terminationGracePeriodSeconds": 30,
                 "tolerations": [
-                    {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
-                    {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}]
+                    {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30},
+                    {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30}]
             })
         );
         assert_eq!(

@@ -5,6 +5,7 @@
 
 pub mod defaults;
 pub mod json;
+pub mod placement;
 pub mod quantity;
 pub mod schema;
 pub mod selector;

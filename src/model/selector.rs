@@ -1501,4 +1501,21 @@ mod tests {
             "field label not supported: spec.replicas"
         );
     }
+
+    #[test]
+    fn mutated_selectors_parse_or_fail_cleanly() {
+        let corpus: &[&[u8]] = &[
+            b"app=web,tier!=db,env in (prod, staging),!canary,release notin (a),x>3,y<10",
+            b"metadata.name=a,status.phase!=Running,spec.nodeName==n1",
+            b"example.com/key-1.a_b=value.x-y_z",
+        ];
+        crate::mutate::each_mutation(4, 20_000, corpus, |input| {
+            let text = String::from_utf8_lossy(input);
+            if let Ok(sel) = LabelSelector::parse(&text) {
+                // What parses prints as something that parses again.
+                LabelSelector::parse(&sel.to_string()).expect("a printed selector parses");
+            }
+            let _ = FieldSelector::parse(&text);
+        });
+    }
 }

@@ -920,6 +920,9 @@ fn replication_controller_spec(spec: &Value, errs: &mut Vec<FieldError>) {
 /// messages included.
 fn replica_set_spec(kind: &str, spec: &Value, errs: &mut Vec<FieldError>) {
     non_negative(spec, "replicas", "spec", errs);
+    if kind == "Deployment" {
+        deployment_spec(spec, errs);
+    }
     let selector = at(spec, "selector");
     if selector.is_null() {
         errs.push(required("spec.selector", ""));
@@ -958,6 +961,102 @@ fn replica_set_spec(kind: &str, spec: &Value, errs: &mut Vec<FieldError>) {
     }
 }
 
+/// What Kubernetes checks of a Deployment beyond its ReplicaSet-like part:
+/// history and deadlines, and a strategy the controller can carry out.
+fn deployment_spec(spec: &Value, errs: &mut Vec<FieldError>) {
+    for key in [
+        "minReadySeconds",
+        "revisionHistoryLimit",
+        "progressDeadlineSeconds",
+    ] {
+        non_negative(spec, key, "spec", errs);
+    }
+    if let (Some(deadline), min_ready) = (
+        int(spec, "progressDeadlineSeconds"),
+        int(spec, "minReadySeconds"),
+    ) && deadline <= min_ready.unwrap_or(0)
+    {
+        let detail = "must be greater than minReadySeconds";
+        errs.push(invalid(
+            "spec.progressDeadlineSeconds",
+            deadline.to_string(),
+            detail,
+        ));
+    }
+    let strategy = at(spec, "strategy");
+    one_of(
+        strategy,
+        "type",
+        "spec.strategy",
+        &["Recreate", "RollingUpdate"],
+        errs,
+    );
+    let rolling = at(strategy, "rollingUpdate");
+    if text(strategy, "type") == "Recreate" && !rolling.is_null() {
+        let detail = "may not be specified when strategy `type` is 'Recreate'";
+        errs.push(forbidden("spec.strategy.rollingUpdate", detail));
+    }
+    if text(strategy, "type") != "RollingUpdate" || rolling.is_null() {
+        return;
+    }
+    let path = "spec.strategy.rollingUpdate";
+    let unavailable = at(rolling, "maxUnavailable");
+    let surge = at(rolling, "maxSurge");
+    let mut values = [(unavailable, "maxUnavailable", 0), (surge, "maxSurge", 0)];
+    for (v, key, n) in &mut values {
+        match v {
+            Value::Null => {}
+            Value::Number(_) => {
+                *n = v.as_i64().unwrap_or(0);
+                if *n < 0 {
+                    errs.push(invalid(format!("{path}.{key}"), n.to_string(), NEGATIVE));
+                }
+            }
+            Value::String(s) => match s.strip_suffix('%').filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
+                Some(p) => *n = p.parse().unwrap_or(i64::MAX),
+                None => errs.push(invalid(
+                    format!("{path}.{key}"),
+                    go_int_or_string(v),
+                    "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
+                )),
+            },
+            _ => errs.push(invalid(
+                format!("{path}.{key}"),
+                go_int_or_string(v),
+                "must be an integer or percentage (e.g '5%')",
+            )),
+        }
+    }
+    if values[0].2 == 0 && values[1].2 == 0 {
+        errs.push(invalid(
+            format!("{path}.maxUnavailable"),
+            go_int_or_string(unavailable),
+            "may not be 0 when `maxSurge` is 0",
+        ));
+    }
+    if unavailable.is_string() && values[0].2 > 100 {
+        errs.push(invalid(
+            format!("{path}.maxUnavailable"),
+            go_int_or_string(unavailable),
+            "must not be greater than 100%",
+        ));
+    }
+}
+
+/// An IntOrString as Go's `%#v` prints it in field errors.
+fn go_int_or_string(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!(
+            "intstr.IntOrString{{Type:1, IntVal:0, StrVal:{}}}",
+            go_quote(s)
+        ),
+        other => format!(
+            "intstr.IntOrString{{Type:0, IntVal:{}, StrVal:\"\"}}",
+            other.as_i64().unwrap_or(0)
+        ),
+    }
+}
+
 fn daemon_set_spec(spec: &Value, errs: &mut Vec<FieldError>) {
     let selector = at(spec, "selector");
     label_selector_fields(selector, "spec.selector", errs);
@@ -993,6 +1092,14 @@ fn job_spec(spec: &Value, errs: &mut Vec<FieldError>) {
         &["NonIndexed", "Indexed"],
         errs,
     );
+    if spec.get("completionMode").and_then(Value::as_str) == Some("Indexed")
+        && spec.get("completions").is_none_or(Value::is_null)
+    {
+        errs.push(required(
+            "spec.completions",
+            "when completion mode is Indexed",
+        ));
+    }
     let template = at(spec, "template");
     pod_template(template, "spec.template", errs);
     template_restart_policy(template, &["OnFailure", "Never"], errs);
@@ -1822,6 +1929,57 @@ mod tests {
     }
 
     #[test]
+    fn deployment_strategy_must_let_a_rollout_move() {
+        let with = |strategy: Value, extra: Value| {
+            let mut d = deployment(
+                json!({"matchLabels": {"app": "web"}}),
+                json!({"app": "web"}),
+            );
+            d["spec"]["strategy"] = strategy;
+            for (k, v) in extra.as_object().unwrap() {
+                d["spec"][k] = v.clone();
+            }
+            messages("Deployment", &d)
+        };
+        let rolling = |surge: Value, unavailable: Value| json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}});
+        assert!(with(rolling(json!("25%"), json!(0)), json!({})).is_empty());
+        assert_eq!(
+            with(rolling(json!(0), json!("0%")), json!({})),
+            [
+                "spec.strategy.rollingUpdate.maxUnavailable: Invalid value: intstr.IntOrString{Type:1, IntVal:0, StrVal:\"0%\"}: may not be 0 when `maxSurge` is 0"
+            ]
+        );
+        assert_eq!(
+            with(rolling(json!(-1), json!("150%")), json!({})),
+            [
+                "spec.strategy.rollingUpdate.maxSurge: Invalid value: -1: must be greater than or equal to 0",
+                "spec.strategy.rollingUpdate.maxUnavailable: Invalid value: intstr.IntOrString{Type:1, IntVal:0, StrVal:\"150%\"}: must not be greater than 100%",
+            ]
+        );
+        assert_eq!(
+            with(rolling(json!("x"), json!(1)), json!({})),
+            [
+                "spec.strategy.rollingUpdate.maxSurge: Invalid value: intstr.IntOrString{Type:1, IntVal:0, StrVal:\"x\"}: a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')"
+            ]
+        );
+        assert_eq!(
+            with(json!({"type": "Recreate", "rollingUpdate": {}}), json!({})),
+            [
+                "spec.strategy.rollingUpdate: Forbidden: may not be specified when strategy `type` is 'Recreate'"
+            ]
+        );
+        assert_eq!(
+            with(
+                json!({"type": "Recreate"}),
+                json!({"minReadySeconds": 10, "progressDeadlineSeconds": 10})
+            ),
+            [
+                "spec.progressDeadlineSeconds: Invalid value: 10: must be greater than minReadySeconds"
+            ]
+        );
+    }
+
+    #[test]
     fn deployment_selector_must_match_template() {
         assert!(
             messages(
@@ -1999,6 +2157,10 @@ mod tests {
                 "spec.template.metadata.labels: Invalid value: map[string]string{\"controller-uid\":\"u\"}: `selector` does not match template `labels`",
             ]
         );
+        job["spec"]["completionMode"] = json!("Indexed");
+        assert!(messages("Job", &job).contains(
+            &"spec.completions: Required value: when completion mode is Indexed".to_string()
+        ));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::time::{Instant, SystemTime};
 
 use libcontainer::container::Container;
 use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::oci_spec::runtime::Spec;
 use libcontainer::syscall::syscall::SyscallType;
 use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -413,12 +414,18 @@ impl Containers {
             spec.resources.memory_limit_bytes = None;
         }
         let spec = &spec;
-        let oci = container_spec(spec, pod_uid, &rootfs, sandbox, sandbox.host_network()).map_err(
-            |source| RuntimeError::Spec {
-                id: id.to_owned(),
-                source,
-            },
-        )?;
+        let oci = container_spec(
+            spec,
+            pod_uid,
+            &rootfs,
+            sandbox,
+            sandbox.host_network(),
+            &host_caps(),
+        )
+        .map_err(|source| RuntimeError::Spec {
+            id: id.to_owned(),
+            source,
+        })?;
         let config = bundle.join("config.json");
         oci.save(&config).map_err(|source| RuntimeError::Spec {
             id: id.to_owned(),
@@ -641,6 +648,15 @@ impl Containers {
         let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(pipe_err)?;
         let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(pipe_err)?;
         let null = fs::File::open("/dev/null").map_err(RuntimeError::io("open", "/dev/null"))?;
+        // Exec'd processes run as the container's user, with its
+        // no-new-privileges (libcontainer's tenants default to root).
+        let config = self.dir(id).join("bundle/config.json");
+        let oci = Spec::load(&config).map_err(|source| RuntimeError::Spec {
+            id: id.to_owned(),
+            source,
+        })?;
+        let process = oci.process().clone().unwrap_or_default();
+        let user = process.user();
         let pid = ContainerBuilder::new(id.to_owned(), SyscallType::default())
             .with_root_path(self.state_root())
             .map_err(RuntimeError::libcontainer("set the state root of", id))?
@@ -650,6 +666,10 @@ impl Containers {
             .as_tenant()
             .with_container_args(args)
             .with_env(env)
+            .with_user(Some(user.uid()))
+            .with_group(Some(user.gid()))
+            .with_additional_gids(user.additional_gids().clone().unwrap_or_default())
+            .with_no_new_privs(process.no_new_privileges().unwrap_or(false))
             .build()
             .map_err(|e| {
                 self.adopt_strays();
@@ -746,6 +766,12 @@ fn wait_readable(pidfd: &OwnedFd) -> bool {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
     matches!(poll(&mut fds, PollTimeout::from(5_000u16)), Ok(n) if n > 0)
+}
+
+/// The helper's own bounding set: all a privileged container can get (a
+/// sandbox may run bramble without some, e.g. CAP_SYS_RESOURCE).
+fn host_caps() -> caps::CapsHashSet {
+    caps::read(None, caps::CapSet::Bounding).unwrap_or_else(|_| caps::all())
 }
 
 #[cfg(test)]

@@ -96,4 +96,27 @@ mod tests {
         let buf = u32::try_from(MAX_FRAME + 1).unwrap().to_be_bytes();
         assert!(matches!(check(&buf), Err(FrameError::TooLarge { .. })));
     }
+
+    #[test]
+    fn mutated_frames_decode_or_fail_cleanly() {
+        let frames: Vec<Vec<u8>> = [
+            Op::Start { id: "c1".into() },
+            Op::Delete {
+                id: "container-with-a-longer-name".into(),
+            },
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, op)| encode(&Request { id: i as u64, op }).unwrap())
+        .collect();
+        let corpus: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        crate::mutate::each_mutation(5, 20_000, &corpus, |input| {
+            let mut buf = input.to_vec();
+            // Every complete frame is consumed; an error stops the stream.
+            while let Ok(Some(_)) = parse::<Request>(&mut buf) {}
+            if let Ok(Some(total)) = check(input) {
+                assert!(total <= input.len() && total <= HEADER + MAX_FRAME);
+            }
+        });
+    }
 }

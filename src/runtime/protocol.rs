@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on every change of a message below.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// First frame from the client. Its layout is frozen across versions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +108,55 @@ pub struct ContainerSpec {
     pub log_max_bytes: u64,
     /// Log files kept, `log_path` included; 0 means 2.
     pub log_max_files: u32,
+    pub security: Security,
+}
+
+/// How a container is confined. The default is the hardened one: Docker's
+/// capability set, no new privileges, the default seccomp profile, masked
+/// and read-only /proc paths, read-only /sys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Security {
+    /// All capabilities, no seccomp, nothing masked, /sys writable, every
+    /// host device.
+    pub privileged: bool,
+    /// Capability names as Kubernetes writes them ("NET_ADMIN"); "ALL" in
+    /// `drop` drops every default one.
+    pub add_capabilities: Vec<String>,
+    pub drop_capabilities: Vec<String>,
+    pub read_only_root: bool,
+    pub no_new_privileges: bool,
+    /// The default seccomp profile (Kubernetes' RuntimeDefault); false is
+    /// Unconfined.
+    pub seccomp: bool,
+    /// Host devices made available in the container.
+    pub devices: Vec<Device>,
+}
+
+impl Default for Security {
+    fn default() -> Security {
+        Security {
+            privileged: false,
+            add_capabilities: Vec::new(),
+            drop_capabilities: Vec::new(),
+            read_only_root: false,
+            no_new_privileges: true,
+            seccomp: true,
+            devices: Vec::new(),
+        }
+    }
+}
+
+/// A host device node, as found on the host by the kubelet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    pub path: PathBuf,
+    /// 'c' or 'b'.
+    pub kind: char,
+    pub major: i64,
+    pub minor: i64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

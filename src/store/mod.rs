@@ -338,7 +338,22 @@ impl Store {
         }
     }
 
-    /// Stores a new object. Sets uid, creationTimestamp, generation and
+    /// How many objects of every namespaced resource `namespace` holds.
+    pub fn count_in_namespace(&self, namespace: &str) -> usize {
+        let st = self.state.borrow();
+        RESOURCES
+            .iter()
+            .filter(|r| r.namespaced)
+            .map(|r| {
+                st.objects[index(r)]
+                    .range((namespace.to_string(), String::new())..)
+                    .take_while(|((n, _), _)| n == namespace)
+                    .count()
+            })
+            .sum()
+    }
+
+    /// Stores a new object. Sets uid (unless given), creationTimestamp, generation and
     /// resourceVersion; resolves generateName.
     pub fn create(
         &self,
@@ -382,7 +397,14 @@ impl Store {
             } else {
                 m.remove("namespace");
             }
-            m.insert("uid".into(), model::new_uid().into());
+            // The API assigns uids before validation (a Job's selector
+            // names it); everything else gets one here.
+            if m.get("uid")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                m.insert("uid".into(), model::new_uid().into());
+            }
             m.insert("creationTimestamp".into(), model::now().into());
             m.insert("generation".into(), 1.into());
             m.insert("resourceVersion".into(), rv.to_string().into());

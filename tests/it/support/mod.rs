@@ -41,11 +41,16 @@ pub fn free_port() -> u16 {
 /// A server with the busybox test image imported, and the image's name;
 /// None when a tool is missing (a failure under CI=true).
 pub fn server_with_busybox() -> Option<(Server, String)> {
+    server_with_busybox_and(&[])
+}
+
+/// `server_with_busybox` with more server flags.
+pub fn server_with_busybox_and(extra: &[&str]) -> Option<(Server, String)> {
     if missing("kubectl") {
         return None;
     }
     let fx = fixtures::busybox_image()?;
-    let s = Server::start();
+    let s = Server::start_with(extra);
     s.import_image(&fx.oci_archive);
     Some((s, fx.reference.clone()))
 }
