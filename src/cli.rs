@@ -16,7 +16,7 @@ usage:
   bramble kubeconfig [--data-dir DIR] [--server URL]
   bramble check [--data-dir DIR] [--board NAME]
   bramble export [--data-dir DIR] [--server URL] > cluster.yaml
-  bramble network cleanup [--bridge NAME]
+  bramble network cleanup [--bridge NAME] [--cluster-cidr CIDR]
   bramble image import FILE|pull REF|ls|rm REF|export REF FILE [--data-dir DIR]
   bramble version
 
@@ -187,20 +187,31 @@ fn bridge_name(name: &str) -> Result<String, Error> {
 }
 
 /// `bramble network cleanup`: removes what the pod network leaves on the
-/// host once no pod runs: the nftables table and the bridge.
+/// host once no pod runs: the nftables table, the bridge and the routes to
+/// other boards' pods.
 fn network_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
     let mut bridge = DEFAULT_BRIDGE.to_string();
+    let mut cluster: crate::net::Cidr = "10.42.0.0/16".parse()?;
     let mut cleanup = false;
     while let Some(arg) = p.next()? {
         match arg {
             Value(v) if v == "cleanup" => cleanup = true,
             Long("bridge") => bridge = bridge_name(&p.value()?.string()?)?,
+            Long("cluster-cidr") => {
+                cluster = p
+                    .value()?
+                    .string()?
+                    .parse()
+                    .map_err(|e: String| format!("--cluster-cidr: {e}"))?
+            }
             _ => return Err(arg.unexpected().into()),
         }
     }
     if !cleanup {
-        return Err("usage: bramble network cleanup [--bridge NAME]".into());
+        return Err("usage: bramble network cleanup [--bridge NAME] [--cluster-cidr CIDR]".into());
     }
+    // No nodes: no routes to other boards' pods.
+    crate::net::routes::sync(&[], "", &cluster)?;
     crate::net::proxy::remove_table(&bridge)?;
     crate::net::cni::remove_bridge(&bridge)?;
     Ok(())

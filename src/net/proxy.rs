@@ -381,10 +381,12 @@ pub async fn run(store: Rc<Store>, node: NodeNet, node_name: String) {
         let routes = super::routes::desired(&nodes, &node_name);
         if routed.as_ref() != Some(&routes) {
             let (me, cluster) = (node_name.clone(), node.cluster_cidr);
-            match smol::unblock(move || super::routes::sync(&nodes, &me, &cluster)).await {
-                Ok(()) => routed = Some(routes),
-                Err(e) => log::warn!("routes to other boards' pods: {e}"),
+            if let Err(e) = smol::unblock(move || super::routes::sync(&nodes, &me, &cluster)).await
+            {
+                log::warn!("routes to other boards' pods: {e}");
             }
+            // Tried again when the Nodes say something else.
+            routed = Some(routes);
         }
         if events.recv().await.is_err() {
             std::future::pending::<()>().await;

@@ -328,6 +328,7 @@ fn pods_reach_a_nodeport_service_by_ip_and_name_and_nothing_is_left() {
     assert!(!rules.contains("dnat to"), "{rules}");
     let out = Command::new(crate::support::bramble())
         .args(["network", "cleanup", "--bridge", &s.net.bridge])
+        .args(["--cluster-cidr", &s.net.cluster_cidr])
         .output()
         .unwrap();
     assert!(

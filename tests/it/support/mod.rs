@@ -428,6 +428,7 @@ impl Drop for Server {
         reset_runtime(&self.data_dir());
         let _ = Command::new(bramble())
             .args(["network", "cleanup", "--bridge", &self.net.bridge])
+            .args(["--cluster-cidr", &self.net.cluster_cidr])
             .status();
     }
 }
