@@ -13,6 +13,12 @@ usage:
                  [--cluster-cidr CIDR] [--bridge NAME]
                  [--board NAME] [--config FILE] [--max-pods N]
                  [--reserved-memory QUANTITY] [--node-label KEY=VALUE]...
+                 [--cluster-listen ADDR:PORT] [--control-plane-only]
+  bramble agent --server HOST:PORT --token TOKEN [--data-dir DIR]
+                [--node-name NAME] [--registries FILE] [--board NAME]
+                [--config FILE] [--max-pods N] [--reserved-memory QUANTITY]
+                [--node-label KEY=VALUE]...
+  bramble token [--data-dir DIR]
   bramble kubeconfig [--data-dir DIR] [--server URL]
   bramble check [--data-dir DIR] [--board NAME]
   bramble export [--data-dir DIR] [--server URL] > cluster.yaml
@@ -21,6 +27,7 @@ usage:
   bramble version
 
 defaults: --data-dir /var/lib/bramble, --listen 0.0.0.0:6443,
+          --cluster-listen 0.0.0.0:6444 (where agents connect),
           --node-name the hostname, --service-cidr 10.43.0.0/16,
           --cluster-cidr 10.42.0.0/16 (a /24 of it per node), --bridge bramble0
           (the pods' bridge; the nftables table `ip NAME` has the same name;
@@ -31,6 +38,9 @@ board:    --board loads NAME.toml from $BRAMBLE_BOARD_CONFIGS (a directory, or
           several separated by :), then PREFIX/share/bramble/board-configs
           beside the binary, then /usr/local/share/bramble/board-configs;
           --config FILE overrides it key by key, flags override both
+agents:   `bramble token` on the server prints the join token; an agent keeps
+          its pods in its own data dir and runs them while the server is away;
+          --control-plane-only taints the server's node NoSchedule
 logging: RUST_LOG=debug|info|warn|error (default info)";
 
 const DEFAULT_DATA_DIR: &str = "/var/lib/bramble";
@@ -51,6 +61,8 @@ pub fn main() -> Result<(), Error> {
     };
     match cmd.as_str() {
         "server" => server_cmd(p),
+        "agent" => agent_cmd(p),
+        "token" => token_cmd(p),
         "kubeconfig" => kubeconfig_cmd(p),
         "check" => check_cmd(p),
         "export" => export_cmd(p),
@@ -74,6 +86,82 @@ pub fn main() -> Result<(), Error> {
     }
 }
 
+/// The board layers (`--board`, `--config`, `--max-pods`,
+/// `--reserved-memory`, `--node-label`), applied in this order whatever the
+/// order on the command line: the board, then the --config file, then flags.
+#[derive(Default)]
+struct BoardFlags {
+    board: Option<String>,
+    file: Option<PathBuf>,
+    flags: Vec<serde_json::Value>,
+    labels: Vec<(String, String)>,
+}
+
+impl BoardFlags {
+    const NAMES: [&str; 5] = [
+        "board",
+        "config",
+        "max-pods",
+        "reserved-memory",
+        "node-label",
+    ];
+
+    /// Reads the value of the board flag `--flag`.
+    fn take(&mut self, flag: &str, p: &mut lexopt::Parser) -> Result<(), Error> {
+        match flag {
+            "board" => self.board = Some(p.value()?.string()?),
+            "config" => self.file = Some(PathBuf::from(p.value()?)),
+            "max-pods" => {
+                let v = p.value()?.string()?;
+                let n: u32 = v
+                    .parse()
+                    .map_err(|_| format!("--max-pods {v:?}: want a number of pods"))?;
+                self.flags.push(config::flag_layer(
+                    "--max-pods",
+                    "node",
+                    "max_pods",
+                    n.into(),
+                )?);
+            }
+            "reserved-memory" => {
+                let v = p.value()?.string()?;
+                self.flags.push(config::flag_layer(
+                    "--reserved-memory",
+                    "node",
+                    "reserved_memory",
+                    v.into(),
+                )?);
+            }
+            _ => {
+                let v = p.value()?.string()?;
+                self.labels
+                    .push(config::parse_label(&v).map_err(|e| format!("--node-label: {e}"))?);
+            }
+        }
+        Ok(())
+    }
+
+    fn settings(self) -> Result<config::Settings, Error> {
+        let mut layers = Vec::new();
+        if let Some(name) = self.board {
+            layers.push(config::read_file(&config::find_board(&name)?)?);
+        }
+        if let Some(path) = self.file {
+            layers.push(config::read_file(&path)?);
+        }
+        layers.extend(self.flags);
+        let mut settings = config::load(&layers)?;
+        // --node-label adds to the board's labels rather than replacing them.
+        settings.labels.extend(self.labels);
+        Ok(settings)
+    }
+}
+
+fn parse_addr(flag: &str, v: &str) -> Result<std::net::SocketAddr, Error> {
+    v.parse()
+        .map_err(|_| format!("{flag} {v:?}: want ADDR:PORT, e.g. 0.0.0.0:6443").into())
+}
+
 fn server_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
     let mut cfg = server::Config {
         data_dir: DEFAULT_DATA_DIR.into(),
@@ -87,46 +175,18 @@ fn server_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
         },
         board: config::load(&[])?,
         registries: "/etc/bramble/registries.yaml".into(),
+        cluster_listen: "0.0.0.0:6444".parse()?,
+        control_plane_only: false,
     };
-    // Layers apply in this order whatever the order on the command line:
-    // the board, then the --config file, then flags.
-    let (mut board, mut file, mut flags, mut labels) = (None, None, Vec::new(), Vec::new());
+    let mut board = BoardFlags::default();
     while let Some(arg) = p.next()? {
         match arg {
-            Long("board") => board = Some(p.value()?.string()?),
-            Long("config") => file = Some(PathBuf::from(p.value()?)),
-            Long("max-pods") => {
-                let v = p.value()?.string()?;
-                let n: u32 = v
-                    .parse()
-                    .map_err(|_| format!("--max-pods {v:?}: want a number of pods"))?;
-                flags.push(config::flag_layer(
-                    "--max-pods",
-                    "node",
-                    "max_pods",
-                    n.into(),
-                )?);
-            }
-            Long("reserved-memory") => {
-                let v = p.value()?.string()?;
-                flags.push(config::flag_layer(
-                    "--reserved-memory",
-                    "node",
-                    "reserved_memory",
-                    v.into(),
-                )?);
-            }
-            Long("node-label") => {
-                let v = p.value()?.string()?;
-                labels.push(config::parse_label(&v).map_err(|e| format!("--node-label: {e}"))?);
-            }
             Long("data-dir") => cfg.data_dir = p.value()?.into(),
-            Long("listen") => {
-                let v = p.value()?.string()?;
-                cfg.listen = v
-                    .parse()
-                    .map_err(|_| format!("--listen {v:?}: want ADDR:PORT, e.g. 0.0.0.0:6443"))?;
+            Long("listen") => cfg.listen = parse_addr("--listen", &p.value()?.string()?)?,
+            Long("cluster-listen") => {
+                cfg.cluster_listen = parse_addr("--cluster-listen", &p.value()?.string()?)?
             }
+            Long("control-plane-only") => cfg.control_plane_only = true,
             Long("node-name") => cfg.node_name = p.value()?.string()?.to_lowercase(),
             Long("tls-san") => cfg.tls_sans.push(p.value()?.string()?),
             Long("registries") => cfg.registries = p.value()?.into(),
@@ -149,20 +209,14 @@ fn server_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
                 println!("{USAGE}");
                 return Ok(());
             }
+            Long(flag) if BoardFlags::NAMES.contains(&flag) => {
+                let flag = flag.to_string();
+                board.take(&flag, &mut p)?;
+            }
             _ => return Err(arg.unexpected().into()),
         }
     }
-    let mut layers = Vec::new();
-    if let Some(name) = board {
-        layers.push(config::read_file(&config::find_board(&name)?)?);
-    }
-    if let Some(path) = file {
-        layers.push(config::read_file(&path)?);
-    }
-    layers.extend(flags);
-    cfg.board = config::load(&layers)?;
-    // --node-label adds to the board's labels rather than replacing them.
-    cfg.board.labels.extend(labels);
+    cfg.board = board.settings()?;
     server::run(cfg)?;
     Ok(())
 }
@@ -214,6 +268,75 @@ fn network_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
     crate::net::routes::sync(&[], "", &cluster)?;
     crate::net::proxy::remove_table(&bridge)?;
     crate::net::cni::remove_bridge(&bridge)?;
+    Ok(())
+}
+
+fn agent_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
+    let (mut server, mut token) = (None, None);
+    let mut data_dir: PathBuf = DEFAULT_DATA_DIR.into();
+    let mut node_name = node::hostname();
+    let mut registries: PathBuf = "/etc/bramble/registries.yaml".into();
+    let mut board = BoardFlags::default();
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("server") => server = Some(p.value()?.string()?),
+            Long("token") => token = Some(p.value()?.string()?),
+            Long("data-dir") => data_dir = p.value()?.into(),
+            Long("node-name") => node_name = p.value()?.string()?.to_lowercase(),
+            Long("registries") => registries = p.value()?.into(),
+            Long("help") | Short('h') => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            Long(flag) if BoardFlags::NAMES.contains(&flag) => {
+                let flag = flag.to_string();
+                board.take(&flag, &mut p)?;
+            }
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    let server =
+        server.ok_or("bramble agent needs --server HOST:PORT (the server's --cluster-listen)")?;
+    let token = token
+        .ok_or("bramble agent needs --token TOKEN (run `bramble token` on the server)")?
+        .parse()?;
+    if !crate::cluster::join::valid_node_name(&node_name) {
+        return Err(format!(
+            "--node-name {node_name:?}: want lower-case letters, digits, '-' and '.'"
+        )
+        .into());
+    }
+    crate::cluster::agent::run(crate::cluster::agent::Config {
+        server,
+        token,
+        data_dir,
+        node_name,
+        board: board.settings()?,
+        registries,
+    })?;
+    Ok(())
+}
+
+/// `bramble token`: the join token of the server whose data dir this is.
+fn token_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
+    let mut data_dir: PathBuf = DEFAULT_DATA_DIR.into();
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("data-dir") => data_dir = p.value()?.into(),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    if !data_dir.join("tls").join("ca.crt").exists() {
+        return Err(format!(
+            "{} has no cluster credentials yet; start `bramble server --data-dir {}` once first",
+            data_dir.display(),
+            data_dir.display()
+        )
+        .into());
+    }
+    let creds = pki::ensure(&data_dir)?;
+    let registry = crate::cluster::join::Registry::open(&data_dir)?;
+    println!("{}", registry.token(&creds.ca_pem)?);
     Ok(())
 }
 

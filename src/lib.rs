@@ -4,6 +4,7 @@
 pub mod api;
 pub mod check;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod controllers;
 pub mod events;

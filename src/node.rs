@@ -165,9 +165,118 @@ pub fn node_object(f: &Facts) -> Value {
     })
 }
 
+/// The taint `--control-plane-only` puts on the server's own node.
+pub fn control_plane_taint() -> Value {
+    json!({"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"})
+}
+
+/// A stored Node refreshed with what its kubelet reports now (`fresh`):
+/// labels added, taints it asks for added, status replaced; what users set
+/// (other labels and taints, unschedulable) kept, and condition timestamps
+/// kept when nothing changed, so a restart writes nothing it need not.
+pub fn refresh(old: &Value, fresh: &Value) -> Value {
+    let mut v = old.clone();
+    if let Some(new) = fresh.pointer("/metadata/labels").and_then(Value::as_object) {
+        let labels = &mut crate::model::meta_mut(&mut v)
+            .entry("labels")
+            .or_insert_with(|| json!({}));
+        if let Some(labels) = labels.as_object_mut() {
+            labels.extend(new.clone());
+        }
+    }
+    if let Some(wanted) = fresh.pointer("/spec/taints").and_then(Value::as_array) {
+        let taints = v["spec"]
+            .as_object_mut()
+            .map(|s| s.entry("taints").or_insert_with(|| json!([])));
+        if let Some(taints) = taints.and_then(Value::as_array_mut) {
+            for t in wanted {
+                if !taints
+                    .iter()
+                    .any(|o| o["key"] == t["key"] && o["effect"] == t["effect"])
+                {
+                    taints.push(t.clone());
+                }
+            }
+        }
+    }
+    let mut status = fresh["status"].clone();
+    if let Some(old_conds) = old.pointer("/status/conditions").and_then(Value::as_array) {
+        let same = |a: &Value, b: &Value| {
+            a["type"] == b["type"] && a["status"] == b["status"] && a["reason"] == b["reason"]
+        };
+        if let Some(conds) = status
+            .pointer_mut("/conditions")
+            .and_then(Value::as_array_mut)
+        {
+            for c in conds.iter_mut() {
+                if let Some(o) = old_conds.iter().find(|o| same(o, c)) {
+                    *c = o.clone();
+                }
+            }
+        }
+    }
+    v["status"] = status;
+    v
+}
+
+/// Creates the Node `fresh` describes, or refreshes the stored one.
+pub fn register(
+    store: &crate::store::Store,
+    mut fresh: Value,
+) -> Result<(), crate::store::StoreError> {
+    let nodes = crate::model::res("Node");
+    let name = crate::model::name(&fresh).to_string();
+    match store.get(nodes, "", &name) {
+        None => {
+            // What another store gave it (an agent's Node) is not ours.
+            let m = crate::model::meta_mut(&mut fresh);
+            for k in ["uid", "resourceVersion", "creationTimestamp", "generation"] {
+                m.remove(k);
+            }
+            store.create(nodes, fresh)?;
+        }
+        Some(old) => {
+            store.update(nodes, refresh(&old.value(), &fresh))?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refresh_keeps_what_users_set_and_unchanged_condition_times() {
+        let old = json!({
+            "metadata": {"name": "pi", "labels": {"team": "a", "kubernetes.io/arch": "arm"}},
+            "spec": {"unschedulable": true, "taints": [{"key": "k", "effect": "NoExecute"}]},
+            "status": {"conditions": [
+                {"type": "Ready", "status": "True", "reason": "KubeletReady", "lastTransitionTime": "t0"},
+                {"type": "DiskPressure", "status": "False", "reason": "R", "lastTransitionTime": "t0"}]},
+        });
+        let fresh = json!({
+            "metadata": {"name": "pi", "labels": {"kubernetes.io/arch": "arm64"}},
+            "spec": {"taints": [control_plane_taint()]},
+            "status": {"conditions": [
+                {"type": "Ready", "status": "True", "reason": "KubeletReady", "lastTransitionTime": "t1"},
+                {"type": "DiskPressure", "status": "True", "reason": "R2", "lastTransitionTime": "t1"}]},
+        });
+        let v = refresh(&old, &fresh);
+        assert_eq!(
+            v["metadata"]["labels"],
+            json!({"team": "a", "kubernetes.io/arch": "arm64"})
+        );
+        assert_eq!(v["spec"]["unschedulable"], true);
+        assert_eq!(v["spec"]["taints"].as_array().unwrap().len(), 2);
+        assert_eq!(v["status"]["conditions"][0]["lastTransitionTime"], "t0");
+        assert_eq!(v["status"]["conditions"][1]["lastTransitionTime"], "t1");
+        assert_eq!(
+            refresh(&v, &fresh)["spec"]["taints"],
+            v["spec"]["taints"],
+            "idempotent"
+        );
+    }
 
     #[test]
     fn node_reports_machine_capacity_and_labels() {

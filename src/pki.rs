@@ -59,7 +59,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
 }
 
 /// Writes a secret file readable by root only, atomically.
-fn write_secret(path: &Path, contents: &str) -> Result<(), PkiError> {
+pub fn write_secret(path: &Path, contents: &str) -> Result<(), PkiError> {
     let tmp = path.with_extension("tmp");
     let mut f = fs::OpenOptions::new()
         .write(true)
@@ -128,13 +128,7 @@ pub fn ensure(data_dir: &Path) -> Result<Credentials, PkiError> {
 /// A serving certificate for the given DNS names and IP addresses, signed by
 /// the CA in `data_dir`. Kept in memory only.
 pub fn serving_cert(data_dir: &Path, names: &[String]) -> Result<ServingCert, PkiError> {
-    let ca_key_path = tls_dir(data_dir).join("ca.key");
-    let ca_key_pem = fs::read_to_string(&ca_key_path).map_err(io(&ca_key_path))?;
-    let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(|source| PkiError::Cert {
-        what: "reading the CA key",
-        source,
-    })?;
-    let issuer = Issuer::new(ca_params(), ca_key);
+    let issuer = ca_issuer(data_dir)?;
     let mut p = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, "bramble-apiserver");
@@ -166,6 +160,41 @@ pub fn serving_cert(data_dir: &Path, names: &[String]) -> Result<ServingCert, Pk
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
     })
+}
+
+/// A client certificate (PEM) for `common_name` over a public key the
+/// client made, signed by the CA in `data_dir`: the cluster link's per-node
+/// credential.
+pub fn client_cert(
+    data_dir: &Path,
+    common_name: &str,
+    public_key: &impl rcgen::PublicKeyData,
+) -> Result<String, PkiError> {
+    let issuer = ca_issuer(data_dir)?;
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    p.distinguished_name = dn;
+    p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    p.not_before = rcgen::date_time_ymd(2024, 1, 1);
+    p.not_after = rcgen::date_time_ymd(2124, 1, 1);
+    let cert = p
+        .signed_by(public_key, &issuer)
+        .map_err(|source| PkiError::Cert {
+            what: "signing a node certificate",
+            source,
+        })?;
+    Ok(cert.pem())
+}
+
+fn ca_issuer(data_dir: &Path) -> Result<Issuer<'static, KeyPair>, PkiError> {
+    let ca_key_path = tls_dir(data_dir).join("ca.key");
+    let ca_key_pem = fs::read_to_string(&ca_key_path).map_err(io(&ca_key_path))?;
+    let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(|source| PkiError::Cert {
+        what: "reading the CA key",
+        source,
+    })?;
+    Ok(Issuer::new(ca_params(), ca_key))
 }
 
 /// A kubeconfig that kubectl uses as is.

@@ -30,6 +30,10 @@ pub struct Config {
     pub board: crate::config::Settings,
     /// k3s-style registries.yaml; a missing file means no mirrors or credentials.
     pub registries: PathBuf,
+    /// Where boards (`bramble agent`) connect.
+    pub cluster_listen: SocketAddr,
+    /// Taint this board's node so that only pods tolerating it run here.
+    pub control_plane_only: bool,
 }
 
 #[derive(Debug)]
@@ -143,43 +147,22 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
     let serving = pki::serving_cert(&cfg.data_dir, &names)?;
     let store = Store::open_with(&cfg.data_dir, cfg.board.wal_autocheckpoint)?;
     model::defaults::set_default_toleration_seconds(cfg.board.pod_eviction_timeout.as_secs());
-    let registries = match cfg.registries.exists() {
-        true => crate::image::Registries::load(&cfg.registries).map_err(ServerError::Images)?,
-        false => crate::image::Registries::default(),
-    };
-    let credentials =
-        crate::image::Credentials::from_registries(&registries).map_err(ServerError::Images)?;
-    let images = Arc::new(
-        crate::image::ImageStore::open(&cfg.data_dir)
-            .map_err(ServerError::Images)?
-            .with_registries(registries)
-            .with_platform(cfg.board.platform.clone())
-            .with_max_image_size(cfg.board.max_image_bytes),
-    );
-    if !crate::image::Platform::host()
-        .compatible()
-        .contains(&cfg.board.platform)
-    {
-        log::warn!(
-            "the board config is for {} but this machine runs {}: imported images will not run here",
-            cfg.board.platform,
-            crate::image::Platform::host()
-        );
-    }
-    // Starts the runtime helper if none runs; containers of an earlier run
-    // are still there and get reattached.
-    let (link, runtime_events) =
-        kubelet::Link::start(&cfg.data_dir.join("runtime")).map_err(ServerError::Runtime)?;
-    let kubelet_cfg = kubelet::Config {
-        node_name: cfg.node_name.clone(),
-        data_dir: cfg.data_dir.clone(),
-        pids_limit: 4096,
-        log_max_bytes: cfg.board.log_max_bytes,
-        log_max_files: cfg.board.log_max_files,
-        credentials,
-        network: Some(cfg.network.clone()),
-    };
-    let kl = kubelet::Kubelet::new(store.clone(), kubelet_cfg, link, images.clone());
+    let board = Board::start(
+        &cfg.data_dir,
+        &cfg.node_name,
+        &cfg.board,
+        &cfg.registries,
+        &store,
+        Some(cfg.network.clone()),
+    )?;
+    let kl = board.kubelet.clone();
+    let cluster = crate::cluster::server::Cluster::start(
+        &cfg.data_dir,
+        cfg.cluster_listen,
+        store.clone(),
+        &cfg.node_name,
+    )
+    .map_err(|e| ServerError::Listen(e.to_string()))?;
     let ex = Rc::new(LocalExecutor::new());
     let ctx = Rc::new(api::Ctx {
         store: store.clone(),
@@ -189,11 +172,12 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         kubelet: Some(kl.clone()),
         data_dir: cfg.data_dir.clone(),
         node_name: cfg.node_name.clone(),
-        images: images.clone(),
+        images: board.images.clone(),
         cgroups: crate::runtime::cgroups::CgroupLayout::detect().ok(),
         api_counters: Default::default(),
         security: cfg.board.security.clone(),
         objects_per_namespace: cfg.board.objects_per_namespace as usize,
+        cluster: Some(cluster.proxy()),
     });
     let mut signals =
         async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
@@ -250,74 +234,8 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
             cfg.node_name.clone(),
         ))
         .detach();
-        ex.spawn(image_gc(
-            store.clone(),
-            images.clone(),
-            cfg.board.image_gc_high_percent,
-            cfg.board.image_gc_low_percent,
-        ))
-        .detach();
-        ex.spawn(kl.clone().run(ex.clone(), runtime_events))
-            .detach();
-        // Archives dropped into DATA_DIR/images/import are imported at start
-        // and when files appear: a readdir every IMPORT_SCAN_PERIOD, and an
-        // import only when the listing changed (so a bad archive is tried
-        // again only once it is replaced) and has settled (so a file still
-        // being copied in is not tried half-written).
-        let folder = cfg.data_dir.join("images/import");
-        ex.spawn(async move {
-            const IMPORT_SCAN_PERIOD: std::time::Duration = std::time::Duration::from_secs(10);
-            const IMPORT_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
-            // (name, size, mtime) of the archives, hidden names (copies in
-            // progress, by convention) left out, as import_folder does.
-            fn import_listing(
-                folder: &Path,
-            ) -> Vec<(std::ffi::OsString, u64, std::time::SystemTime)> {
-                let mut listing: Vec<_> = std::fs::read_dir(folder)
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-                    .filter_map(|e| {
-                        let meta = e.metadata().ok()?;
-                        Some((e.file_name(), meta.len(), meta.modified().ok()?))
-                    })
-                    .collect();
-                listing.sort();
-                listing
-            }
-            let mut imported_listing = None;
-            loop {
-                let (images, folder, previous) =
-                    (images.clone(), folder.clone(), imported_listing.take());
-                let (listing, result) = smol::unblock(move || {
-                    let listing = import_listing(&folder);
-                    // (A clock that went back makes an mtime "future": settled.)
-                    let settled = !listing.iter().any(
-                        |(_, _, mtime)| matches!(mtime.elapsed(), Ok(age) if age < IMPORT_SETTLE),
-                    );
-                    match (previous, settled) {
-                        (Some(p), _) if p == listing => (Some(p), None),
-                        (previous, false) => (previous, None),
-                        (_, true) => (Some(listing), Some(images.import_folder())),
-                    }
-                })
-                .await;
-                imported_listing = listing;
-                match result {
-                    Some(Ok(imported)) => imported
-                        .iter()
-                        .for_each(|i| log::info!("imported image {}", i.reference)),
-                    Some(Err(e)) => {
-                        log::warn!("importing DATA_DIR/images/import: {e}");
-                        imported_listing = None;
-                    }
-                    None => {}
-                }
-                smol::Timer::after(IMPORT_SCAN_PERIOD).await;
-            }
-        })
-        .detach();
+        board.spawn(&ex, &store);
+        ex.spawn(cluster.run(ex.clone())).detach();
         let (calls_tx, calls_rx) = smol::channel::bounded(64);
         let listener = http::Listener::start(
             cfg.listen,
@@ -386,64 +304,152 @@ fn register_node(store: &Store, cfg: &Config) -> Result<(), StoreError> {
         labels: cfg.board.labels.clone(),
     };
     let mut fresh = node::node_object(&facts);
-    let nodes = res("Node");
-    // This node's pod CIDR, kept across restarts unless the cluster CIDR moved.
-    let old = store.get(nodes, "", &cfg.node_name).map(|o| o.value());
-    let cluster = cfg.network.cluster_cidr;
-    let pod_cidr = match old.as_ref().and_then(net::pod_cidr_of) {
-        Some(c) if cluster.contains(c.base) => Some(c),
-        _ => {
-            let used: Vec<net::Cidr> = store
-                .list(nodes, None)
-                .iter()
-                .filter(|n| n.name != cfg.node_name)
-                .filter_map(|n| net::pod_cidr_of(&n.value()))
-                .collect();
-            net::allocate_pod_cidr(&cluster, &used)
-        }
-    };
-    let Some(mut v) = old else {
-        if let Some(c) = pod_cidr {
-            fresh["spec"]["podCIDR"] = c.to_string().into();
-            fresh["spec"]["podCIDRs"] = serde_json::json!([c.to_string()]);
-        }
-        store.create(nodes, fresh)?;
-        return Ok(());
-    };
-    if let Some(c) = pod_cidr {
-        v["spec"]["podCIDR"] = c.to_string().into();
-        v["spec"]["podCIDRs"] = serde_json::json!([c.to_string()]);
+    if cfg.control_plane_only {
+        fresh["spec"]["taints"] = serde_json::json!([node::control_plane_taint()]);
     }
-    if let (Some(labels), Some(new)) = (
-        v.pointer_mut("/metadata/labels")
-            .and_then(Value::as_object_mut),
-        fresh.pointer("/metadata/labels").and_then(Value::as_object),
-    ) {
-        labels.extend(new.clone());
-    }
-    // Keep condition timestamps when nothing changed, so a restart writes
-    // nothing it need not.
-    if let Some(old_conds) = v.pointer("/status/conditions").cloned() {
-        let same = |a: &Value, b: &Value| {
-            a["type"] == b["type"] && a["status"] == b["status"] && a["reason"] == b["reason"]
+    node::register(store, fresh)
+}
+
+/// This board's kubelet and what it needs: the image store and the link to
+/// the runtime helper. Both `bramble server` and `bramble agent` run one.
+pub struct Board {
+    pub kubelet: Rc<kubelet::Kubelet>,
+    runtime_events: smol::channel::Receiver<crate::runtime::protocol::Event>,
+    images: Arc<crate::image::ImageStore>,
+    data_dir: PathBuf,
+    image_gc_high_percent: u8,
+    image_gc_low_percent: u8,
+}
+
+impl Board {
+    /// Opens the image store and starts (or reconnects to) the runtime
+    /// helper: containers of an earlier run are still there and get
+    /// reattached.
+    pub fn start(
+        data_dir: &Path,
+        node_name: &str,
+        settings: &crate::config::Settings,
+        registries: &Path,
+        store: &Rc<Store>,
+        network: Option<net::Names>,
+    ) -> Result<Board, ServerError> {
+        let registries = match registries.exists() {
+            true => crate::image::Registries::load(registries).map_err(ServerError::Images)?,
+            false => crate::image::Registries::default(),
         };
-        if let Some(conds) = fresh
-            .pointer_mut("/status/conditions")
-            .and_then(Value::as_array_mut)
+        let credentials =
+            crate::image::Credentials::from_registries(&registries).map_err(ServerError::Images)?;
+        let images = Arc::new(
+            crate::image::ImageStore::open(data_dir)
+                .map_err(ServerError::Images)?
+                .with_registries(registries)
+                .with_platform(settings.platform.clone())
+                .with_max_image_size(settings.max_image_bytes),
+        );
+        if !crate::image::Platform::host()
+            .compatible()
+            .contains(&settings.platform)
         {
-            for c in conds.iter_mut() {
-                if let Some(o) = old_conds
-                    .as_array()
-                    .and_then(|a| a.iter().find(|o| same(o, c)))
-                {
-                    *c = o.clone();
-                }
-            }
+            log::warn!(
+                "the board config is for {} but this machine runs {}: imported images will not run here",
+                settings.platform,
+                crate::image::Platform::host()
+            );
         }
+        let (link, runtime_events) =
+            kubelet::Link::start(&data_dir.join("runtime")).map_err(ServerError::Runtime)?;
+        let kubelet_cfg = kubelet::Config {
+            node_name: node_name.to_string(),
+            data_dir: data_dir.to_path_buf(),
+            pids_limit: 4096,
+            log_max_bytes: settings.log_max_bytes,
+            log_max_files: settings.log_max_files,
+            credentials,
+            network,
+        };
+        let kubelet = kubelet::Kubelet::new(store.clone(), kubelet_cfg, link, images.clone());
+        Ok(Board {
+            kubelet,
+            runtime_events,
+            images,
+            data_dir: data_dir.to_path_buf(),
+            image_gc_high_percent: settings.image_gc_high_percent,
+            image_gc_low_percent: settings.image_gc_low_percent,
+        })
     }
-    v["status"] = fresh["status"].take();
-    store.update(nodes, v)?;
-    Ok(())
+
+    /// Runs the kubelet, image GC and the import folder on the executor.
+    pub fn spawn(self, ex: &Rc<LocalExecutor<'static>>, store: &Rc<Store>) {
+        ex.spawn(image_gc(
+            store.clone(),
+            self.images.clone(),
+            self.image_gc_high_percent,
+            self.image_gc_low_percent,
+        ))
+        .detach();
+        ex.spawn(self.kubelet.clone().run(ex.clone(), self.runtime_events))
+            .detach();
+        ex.spawn(import_folder(
+            self.images,
+            self.data_dir.join("images/import"),
+        ))
+        .detach();
+    }
+}
+
+/// Archives dropped into DATA_DIR/images/import are imported at start and
+/// when files appear: a readdir every IMPORT_SCAN_PERIOD, and an import only
+/// when the listing changed (so a bad archive is tried again only once it is
+/// replaced) and has settled (so a file still being copied in is not tried
+/// half-written).
+async fn import_folder(images: Arc<crate::image::ImageStore>, folder: PathBuf) {
+    const IMPORT_SCAN_PERIOD: std::time::Duration = std::time::Duration::from_secs(10);
+    const IMPORT_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+    // (name, size, mtime) of the archives, hidden names (copies in
+    // progress, by convention) left out, as import_folder does.
+    fn import_listing(folder: &Path) -> Vec<(std::ffi::OsString, u64, std::time::SystemTime)> {
+        let mut listing: Vec<_> = std::fs::read_dir(folder)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .filter_map(|e| {
+                let meta = e.metadata().ok()?;
+                Some((e.file_name(), meta.len(), meta.modified().ok()?))
+            })
+            .collect();
+        listing.sort();
+        listing
+    }
+    let mut imported_listing = None;
+    loop {
+        let (images, folder, previous) = (images.clone(), folder.clone(), imported_listing.take());
+        let (listing, result) = smol::unblock(move || {
+            let listing = import_listing(&folder);
+            // (A clock that went back makes an mtime "future": settled.)
+            let settled = !listing
+                .iter()
+                .any(|(_, _, mtime)| matches!(mtime.elapsed(), Ok(age) if age < IMPORT_SETTLE));
+            match (previous, settled) {
+                (Some(p), _) if p == listing => (Some(p), None),
+                (previous, false) => (previous, None),
+                (_, true) => (Some(listing), Some(images.import_folder())),
+            }
+        })
+        .await;
+        imported_listing = listing;
+        match result {
+            Some(Ok(imported)) => imported
+                .iter()
+                .for_each(|i| log::info!("imported image {}", i.reference)),
+            Some(Err(e)) => {
+                log::warn!("importing DATA_DIR/images/import: {e}");
+                imported_listing = None;
+            }
+            None => {}
+        }
+        smol::Timer::after(IMPORT_SCAN_PERIOD).await;
+    }
 }
 
 /// Serves DNS to the pods on the bridge address once this node has a pod CIDR.

@@ -4,15 +4,18 @@
 //! (`make bench` does that).
 //!
 //! BENCH_IDLE_SECS (default 60) sets how long idle writes are sampled;
-//! BENCH_ONLY=api|pods|images|scheduler|soak|network runs one section;
-//! BENCH_SOAK_SECS (default 1800) sets how long the soak churns.
+//! BENCH_ONLY=api|pods|images|scheduler|cluster|soak|network runs one section;
+//! BENCH_SOAK_SECS (default 1800) sets how long the soak churns;
+//! BRAMBLE_BENCH_BIN names another bramble binary than target/release/bramble.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn bin() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/bramble")
+    std::env::var_os("BRAMBLE_BENCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/bramble"))
 }
 
 struct Daemon {
@@ -25,6 +28,10 @@ struct Daemon {
 
 impl Daemon {
     fn start(tag: &str) -> (Daemon, Duration) {
+        Daemon::start_with(tag, &["--cluster-listen", "127.0.0.1:0"])
+    }
+
+    fn start_with(tag: &str, extra: &[&str]) -> (Daemon, Duration) {
         let dir = std::env::temp_dir().join(format!("bramble-bench-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -44,6 +51,7 @@ impl Daemon {
                 "--node-name",
                 "bench",
             ])
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
@@ -104,14 +112,25 @@ impl Daemon {
     /// Creates pods over one keep-alive connection with curl (a client with
     /// TCP_NODELAY and no pauses of its own), checking every answer is 201.
     fn create_pods(&self, names: &[String]) {
+        let unbound: Vec<(String, String)> =
+            names.iter().map(|n| (n.clone(), String::new())).collect();
+        self.create_pods_on(&unbound);
+    }
+
+    /// `create_pods` of (name, node) pairs: a pod with a node is bound to it.
+    fn create_pods_on(&self, names: &[(String, String)]) {
         let ca = self.dir.join("data/tls/ca.crt");
         let mut cmd = Command::new("curl");
-        for (i, name) in names.iter().enumerate() {
+        for (i, (name, node)) in names.iter().enumerate() {
             if i > 0 {
                 cmd.arg("--next");
             }
+            let bind = match node.as_str() {
+                "" => String::new(),
+                n => format!(r#""nodeName":"{n}","#),
+            };
             let body = format!(
-                r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}","labels":{{"app":"bench"}}}},"spec":{{"containers":[{{"name":"c","image":"busybox:1.36","imagePullPolicy":"Never"}}]}}}}"#
+                r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}","labels":{{"app":"bench"}}}},"spec":{{{bind}"containers":[{{"name":"c","image":"busybox:1.36","imagePullPolicy":"Never"}}]}}}}"#
             );
             cmd.args(["-s", "-o", "/dev/null", "-w", "%{http_code}\n", "--cacert"])
                 .arg(&ca)
@@ -396,6 +415,7 @@ fn api() {
     println!();
 }
 
+mod cluster;
 mod images;
 mod network;
 mod pods;
@@ -413,13 +433,14 @@ fn main() {
             .unwrap_or_default()
             .trim()
     );
-    // BENCH_ONLY=api|pods|images|scheduler|soak|network runs one section.
+    // BENCH_ONLY=api|pods|images|scheduler|cluster|soak|network runs one section.
     let only = std::env::var("BENCH_ONLY").ok();
     let sections: &[(&str, fn())] = &[
         ("api", api),
         ("pods", pods::run),
         ("images", images::run),
         ("scheduler", scheduler::run),
+        ("cluster", cluster::run),
         ("soak", soak::run),
         ("network", network::run),
     ];

@@ -44,6 +44,8 @@ pub struct Ctx {
     pub security: crate::security::Policy,
     /// Objects one namespace may hold.
     pub objects_per_namespace: usize,
+    /// The cluster link: logs of pods on other boards.
+    pub cluster: Option<crate::cluster::server::Proxy>,
 }
 
 /// Handles calls until the listener's channel closes.

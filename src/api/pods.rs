@@ -2,7 +2,6 @@
 //! board's kubelet.
 
 use serde_json::Value;
-use std::io::Write;
 
 use super::http::{Reply, Request};
 use super::objects::existing;
@@ -43,27 +42,17 @@ fn kubelet(ctx: &Ctx) -> Result<&crate::kubelet::Kubelet, Status> {
         .ok_or_else(|| Status::unavailable("this server runs no kubelet"))
 }
 
-/// A Write that sends what it is given to a streaming reply.
-struct ChunkWriter(smol::channel::Sender<Vec<u8>>);
-
-impl Write for ChunkWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .send_blocking(buf.to_vec())
-            .map_err(|_| std::io::ErrorKind::BrokenPipe)?;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 pub async fn log(ctx: &Ctx, req: &Request, t: &Target, name: &str) -> Result<Reply, Status> {
     let pod = existing(ctx, t, name)?;
     let container = container_name(req, &pod.value(), name)?;
     let opts = logs::LogOptions::from_query(&req.query, std::time::SystemTime::now())
         .map_err(Status::bad_request)?;
     let previous = matches!(req.param("previous"), Some("true" | "1"));
+    if let Some(proxy) = &ctx.cluster
+        && let Some(stream) = proxy.log(&pod, &container, previous, &req.query)
+    {
+        return board_log(ctx, stream, opts.follow).await;
+    }
     let (path, ended) = kubelet(ctx)?
         .log_file(&pod, &container, previous)
         .map_err(Status::bad_request)?;
@@ -83,19 +72,47 @@ pub async fn log(ctx: &Ctx, req: &Request, t: &Target, name: &str) -> Result<Rep
             body,
         });
     }
-    let (tx, rx) = smol::channel::bounded(16);
-    std::thread::Builder::new()
-        .name("api-log-follow".into())
-        .spawn(move || {
-            let mut out = ChunkWriter(tx);
-            if let Ok(pos) = logs::read_logs(&path, &opts, &mut out) {
-                let _ = logs::follow(&path, pos, &mut out, &ended);
-            }
-        })
+    let chunks = logs::stream(path, opts, ended)
         .map_err(|e| Status::internal(format!("starting a log stream: {e}")))?;
     Ok(Reply::Stream {
         content_type: "text/plain",
-        chunks: rx,
+        chunks,
+    })
+}
+
+/// The log of a pod on another board, as its agent streams it.
+async fn board_log(
+    ctx: &Ctx,
+    stream: Result<crate::cluster::server::BoardStream, String>,
+    follow: bool,
+) -> Result<Reply, Status> {
+    let stream = stream.map_err(Status::unavailable)?;
+    // The first message says whether the board could open the log.
+    stream.started().await.map_err(Status::bad_request)?;
+    if !follow {
+        let mut body = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            body.extend(chunk.map_err(Status::bad_request)?);
+        }
+        return Ok(Reply::Full {
+            status: 200,
+            content_type: "text/plain",
+            body,
+        });
+    }
+    let (tx, chunks) = smol::channel::bounded(16);
+    ctx.ex
+        .spawn(async move {
+            while let Some(Ok(chunk)) = stream.next().await {
+                if tx.send(chunk).await.is_err() {
+                    break; // the client went away; dropping the stream cancels it
+                }
+            }
+        })
+        .detach();
+    Ok(Reply::Stream {
+        content_type: "text/plain",
+        chunks,
     })
 }
 
@@ -124,16 +141,33 @@ pub async fn exec(ctx: &Ctx, req: &Request, t: &Target, name: &str) -> Result<Re
             "exec with a TTY (-t) is not supported yet; run without -t",
         ));
     }
-    let (handle, exit) = kubelet(ctx)?
-        .exec(&pod, &container, args)
-        .await
-        .map_err(Status::bad_request)?;
+    let (stdout, stderr, exit) = match ctx
+        .cluster
+        .as_ref()
+        .and_then(|c| c.exec(&pod, &container, args.clone()))
+    {
+        // A pod on another board: its agent runs the command.
+        Some(stream) => {
+            let stream = stream.map_err(Status::unavailable)?;
+            stream.started().await.map_err(Status::bad_request)?;
+            stream
+                .exec_io()
+                .map_err(|e| Status::internal(format!("starting an exec relay: {e}")))?
+        }
+        None => {
+            let (handle, exit) = kubelet(ctx)?
+                .exec(&pod, &container, args)
+                .await
+                .map_err(Status::bad_request)?;
+            (handle.stdout, handle.stderr, exit)
+        }
+    };
     let protocol = handshake.protocol;
     let headers = handshake.headers().into_iter().collect();
     let session: super::http::Session = Box::new(move |stream| {
         let io = websocket::ExecIo {
-            stdout: Some(handle.stdout),
-            stderr: Some(handle.stderr),
+            stdout: Some(stdout),
+            stderr: Some(stderr),
             stdin: None,
         };
         if let Err(e) = websocket::serve_exec(stream, protocol, io, || {

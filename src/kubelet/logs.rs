@@ -340,6 +340,43 @@ pub fn follow(
     Ok(())
 }
 
+/// A Write that sends what it is given over a channel (to a streaming reply
+/// or the cluster link).
+struct ChunkWriter(smol::channel::Sender<Vec<u8>>);
+
+impl Write for ChunkWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .send_blocking(buf.to_vec())
+            .map_err(|_| io::ErrorKind::BrokenPipe)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `read_logs`, then `follow` if asked, on a thread of its own; the chunks
+/// come over the channel, which closes at the end (or when its reader goes).
+pub fn stream(
+    path: PathBuf,
+    opts: LogOptions,
+    stop: impl Fn() -> bool + Send + 'static,
+) -> io::Result<smol::channel::Receiver<Vec<u8>>> {
+    let (tx, rx) = smol::channel::bounded(16);
+    thread::Builder::new()
+        .name("api-log-follow".into())
+        .spawn(move || {
+            let mut out = ChunkWriter(tx);
+            if let Ok(pos) = read_logs(&path, &opts, &mut out)
+                && opts.follow
+            {
+                let _ = follow(&path, pos, &mut out, &stop);
+            }
+        })?;
+    Ok(rx)
+}
+
 /// Writes what was logged since `pos` and moves `pos` to the end.
 fn drain(path: &Path, pos: &mut ReadPosition, out: &mut dyn Write) -> io::Result<()> {
     let files = open_all(path)?;

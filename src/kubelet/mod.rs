@@ -323,11 +323,17 @@ impl Kubelet {
             };
             let v = pod.value();
             let p = pods.entry(pod.uid.clone()).or_insert_with(|| new_pod(&v));
-            p.sandbox = true;
-            p.ip = v
-                .pointer("/status/podIP")
-                .and_then(Value::as_str)
-                .and_then(|ip| ip.parse().ok());
+            // Only a running container proves the sandbox outlived us (after
+            // a reboot every container has exited and the sandbox is gone);
+            // otherwise sync_pod asks for it, which is a no-op if it is there.
+            p.sandbox |= c.exit.is_none() && c.status == rt::Status::Running;
+            // With its sandbox, the pod keeps the address CNI gave it.
+            if p.sandbox && p.ip.is_none() {
+                p.ip = v
+                    .pointer("/status/podIP")
+                    .and_then(Value::as_str)
+                    .and_then(|ip| ip.parse().ok());
+            }
             let restarts = container_status(&v, &c.name)
                 .and_then(|s| s["restartCount"].as_u64())
                 .unwrap_or(0) as u32;

@@ -1,7 +1,8 @@
 //! Length-prefixed postcard frames: a big-endian u32 length, then that many bytes.
 //!
 //! `check` before `parse`: a partial frame waits for more bytes, an oversized length is an error
-//! before anything is allocated for it.
+//! before anything is allocated for it. The cluster link (`crate::cluster`) uses the same frames
+//! with its own limit (`*_limited`).
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -13,7 +14,7 @@ const HEADER: usize = 4;
 
 #[derive(Debug)]
 pub enum FrameError {
-    TooLarge { len: usize },
+    TooLarge { len: usize, max: usize },
     Decode(postcard::Error),
     Encode(postcard::Error),
 }
@@ -21,8 +22,8 @@ pub enum FrameError {
 impl std::fmt::Display for FrameError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::TooLarge { len } => {
-                write!(f, "frame of {len} bytes exceeds the {MAX_FRAME}-byte limit")
+            Self::TooLarge { len, max } => {
+                write!(f, "frame of {len} bytes exceeds the {max}-byte limit")
             }
             Self::Decode(e) => write!(f, "cannot decode frame (protocol mismatch?): {e}"),
             Self::Encode(e) => write!(f, "cannot encode frame: {e}"),
@@ -34,31 +35,49 @@ impl std::error::Error for FrameError {}
 
 /// Encodes `msg` as one frame.
 pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
-    let mut out = postcard::to_extend(msg, vec![0; HEADER]).map_err(FrameError::Encode)?;
-    let len = out.len() - HEADER;
-    let header = u32::try_from(len)
-        .ok()
-        .filter(|_| len <= MAX_FRAME)
-        .ok_or(FrameError::TooLarge { len })?;
-    out[..HEADER].copy_from_slice(&header.to_be_bytes());
-    Ok(out)
+    encode_limited(msg, MAX_FRAME)
 }
 
 /// The total length (header included) of the first frame in `buf` if it is complete.
 pub fn check(buf: &[u8]) -> Result<Option<usize>, FrameError> {
-    let Some(header) = buf.first_chunk::<HEADER>() else {
-        return Ok(None);
-    };
-    let len = u32::from_be_bytes(*header) as usize;
-    if len > MAX_FRAME {
-        return Err(FrameError::TooLarge { len });
-    }
-    Ok((buf.len() >= HEADER + len).then_some(HEADER + len))
+    check_limited(buf, MAX_FRAME)
 }
 
 /// Removes and decodes the first complete frame of `buf`, if any.
 pub fn parse<T: DeserializeOwned>(buf: &mut Vec<u8>) -> Result<Option<T>, FrameError> {
-    let Some(total) = check(buf)? else {
+    parse_limited(buf, MAX_FRAME)
+}
+
+/// `encode` with a limit of `max` bytes of body.
+pub fn encode_limited<T: Serialize>(msg: &T, max: usize) -> Result<Vec<u8>, FrameError> {
+    let mut out = postcard::to_extend(msg, vec![0; HEADER]).map_err(FrameError::Encode)?;
+    let len = out.len() - HEADER;
+    let header = u32::try_from(len)
+        .ok()
+        .filter(|_| len <= max)
+        .ok_or(FrameError::TooLarge { len, max })?;
+    out[..HEADER].copy_from_slice(&header.to_be_bytes());
+    Ok(out)
+}
+
+/// `check` with a limit of `max` bytes of body.
+pub fn check_limited(buf: &[u8], max: usize) -> Result<Option<usize>, FrameError> {
+    let Some(header) = buf.first_chunk::<HEADER>() else {
+        return Ok(None);
+    };
+    let len = u32::from_be_bytes(*header) as usize;
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    Ok((buf.len() >= HEADER + len).then_some(HEADER + len))
+}
+
+/// `parse` with a limit of `max` bytes of body.
+pub fn parse_limited<T: DeserializeOwned>(
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> Result<Option<T>, FrameError> {
+    let Some(total) = check_limited(buf, max)? else {
         return Ok(None);
     };
     let msg = postcard::from_bytes(&buf[HEADER..total]).map_err(FrameError::Decode);

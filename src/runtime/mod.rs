@@ -17,7 +17,7 @@ pub mod cgroups;
 mod client;
 mod containers;
 mod error;
-mod frame;
+pub mod frame;
 mod helper;
 mod mounts;
 mod output;

@@ -47,8 +47,12 @@ impl SandboxPaths {
         }
     }
 
+    /// Made, and its namespaces still pinned: after a reboot the directory
+    /// is still there but the pins are plain files again.
     pub fn exists(&self) -> bool {
         self.dir.join(READY).exists()
+            && nix::sys::statfs::statfs(&self.ipc)
+                .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
     }
 
     /// A hostNetwork pod has no network namespace pin of its own.

@@ -490,6 +490,42 @@ impl Store {
         Ok(st.commit_put(resource, value, rv, Some(old), self))
     }
 
+    /// Stores an object as another store holds it (a cluster agent keeping
+    /// its server's pods): uid, timestamps and generation are kept as given,
+    /// only the resourceVersion is this store's. Writes nothing when only
+    /// the resourceVersion differs.
+    pub fn put_mirror(
+        &self,
+        resource: &'static Resource,
+        mut value: Value,
+    ) -> Result<Arc<Object>, StoreError> {
+        let mut st = self.state.borrow_mut();
+        let ns = if resource.namespaced {
+            model::namespace(&value).to_string()
+        } else {
+            String::new()
+        };
+        let name = model::name(&value).to_string();
+        if name.is_empty() {
+            return Err(StoreError::Invalid {
+                resource,
+                name,
+                detail: "a mirrored object needs a name".into(),
+            });
+        }
+        let old = st.objects[index(resource)].get(&(ns, name)).cloned();
+        set_type_meta(resource, &mut value);
+        if let Some(old) = &old {
+            model::meta_mut(&mut value).insert("resourceVersion".into(), old.rv.to_string().into());
+            if value == old.value() {
+                return Ok(old.clone());
+            }
+        }
+        let rv = st.rv + 1;
+        model::meta_mut(&mut value).insert("resourceVersion".into(), rv.to_string().into());
+        Ok(st.commit_put(resource, value, rv, old, self))
+    }
+
     /// Removes an object at once. `uid`, when given, must match (a
     /// precondition, so a replacement with the same name is not removed).
     pub fn delete(

@@ -5,6 +5,7 @@ mod board;
 mod boards;
 mod controllers;
 mod deployments;
+mod federation;
 mod hardening;
 mod image_pods;
 mod images;

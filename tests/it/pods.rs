@@ -219,15 +219,8 @@ fn graceful_delete_runs_prestop_then_sigterm_and_leaves_nothing() {
     let marks = crate::support::TempDir::new("term-marks");
     let mark = marks.0.display();
     // hostPath volumes are refused outside the board's allowed prefixes.
-    let config = marks.0.join("board.toml");
-    std::fs::write(
-        &config,
-        format!("[security]\nhost_path_prefixes = [\"{mark}\"]\n"),
-    )
-    .unwrap();
-    let Some((s, image)) =
-        crate::support::server_with_busybox_and(&["--config", config.to_str().unwrap()])
-    else {
+    let config = crate::support::host_paths_in_tmp_config();
+    let Some((s, image)) = crate::support::server_with_busybox_and(&["--config", &config]) else {
         return;
     };
     s.apply(&format!(

@@ -55,6 +55,23 @@ pub fn server_with_busybox_and(extra: &[&str]) -> Option<(Server, String)> {
     Some((s, fx.reference.clone()))
 }
 
+/// A board config (for `--config`) that allows hostPath volumes under the
+/// tests' temporary directory, which a board refuses by default.
+pub fn host_paths_in_tmp_config() -> String {
+    let tmp = env!("CARGO_TARGET_TMPDIR");
+    let path = format!("{tmp}/allow-tmp-host-paths.toml");
+    // Written aside and renamed: tests running at once never read half a file.
+    let part = format!(
+        "{path}.{}.{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    );
+    let text = format!("[security]\nhost_path_prefixes = [\"{tmp}\"]\n");
+    std::fs::write(&part, text).unwrap();
+    std::fs::rename(&part, &path).unwrap();
+    path
+}
+
 /// A fresh directory under the target dir, removed on drop.
 pub struct TempDir(pub PathBuf);
 
@@ -191,6 +208,8 @@ impl Server {
                 &format!("127.0.0.1:{}", self.port),
                 "--node-name",
                 "test-node",
+                "--cluster-listen",
+                "127.0.0.1:0",
             ])
             .args([
                 "--bridge",
