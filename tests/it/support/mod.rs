@@ -120,7 +120,7 @@ pub struct NetSlot {
 }
 
 impl NetSlot {
-    fn take() -> NetSlot {
+    pub fn take() -> NetSlot {
         let dir = PathBuf::from("/tmp/bramble-it-net");
         std::fs::create_dir_all(&dir).unwrap();
         for n in 0..128u32 {
@@ -139,6 +139,16 @@ impl NetSlot {
             }
         }
         panic!("all 128 test pod networks are in use");
+    }
+
+    /// The `bramble server` flags that put its pods on this slot.
+    pub fn args(&self) -> [&str; 4] {
+        [
+            "--bridge",
+            &self.bridge,
+            "--cluster-cidr",
+            &self.cluster_cidr,
+        ]
     }
 
     /// The first pod CIDR's gateway: the bridge address of the test node.
@@ -211,12 +221,7 @@ impl Server {
                 "--cluster-listen",
                 "127.0.0.1:0",
             ])
-            .args([
-                "--bridge",
-                &self.net.bridge,
-                "--cluster-cidr",
-                &self.net.cluster_cidr,
-            ])
+            .args(self.net.args())
             .args(extra)
             .env("RUST_LOG", "info,bramble=debug")
             // `--board NAME` finds the source tree's board configs.
@@ -445,9 +450,16 @@ impl Drop for Server {
             eprintln!("--- server log ---\n{}", self.log());
         }
         reset_runtime(&self.data_dir());
+    }
+}
+
+/// The slot's bridge, table and routes go with it (after its server, which
+/// holds it in a field, or in a variable declared before the server's).
+impl Drop for NetSlot {
+    fn drop(&mut self) {
         let _ = Command::new(bramble())
-            .args(["network", "cleanup", "--bridge", &self.net.bridge])
-            .args(["--cluster-cidr", &self.net.cluster_cidr])
+            .args(["network", "cleanup", "--bridge", &self.bridge])
+            .args(["--cluster-cidr", &self.cluster_cidr])
             .status();
     }
 }
