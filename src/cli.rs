@@ -10,6 +10,7 @@ const USAGE: &str = "bramble: a Kubernetes-style orchestrator for small boards
 usage:
   bramble server [--data-dir DIR] [--listen ADDR:PORT] [--node-name NAME]
                  [--tls-san NAME]... [--service-cidr CIDR] [--registries FILE]
+                 [--cluster-cidr CIDR] [--bridge NAME]
                  [--board NAME] [--config FILE] [--max-pods N]
                  [--reserved-memory QUANTITY] [--node-label KEY=VALUE]...
                  [--cluster-listen ADDR:PORT] [--control-plane-only]
@@ -21,12 +22,16 @@ usage:
   bramble kubeconfig [--data-dir DIR] [--server URL]
   bramble check [--data-dir DIR] [--board NAME]
   bramble export [--data-dir DIR] [--server URL] > cluster.yaml
+  bramble network cleanup [--bridge NAME] [--cluster-cidr CIDR]
   bramble image import FILE|pull REF|ls|rm REF|export REF FILE [--data-dir DIR]
   bramble version
 
 defaults: --data-dir /var/lib/bramble, --listen 0.0.0.0:6443,
           --cluster-listen 0.0.0.0:6444 (where agents connect),
           --node-name the hostname, --service-cidr 10.43.0.0/16,
+          --cluster-cidr 10.42.0.0/16 (a /24 of it per node), --bridge bramble0
+          (the pods' bridge; the nftables table `ip NAME` has the same name;
+          servers sharing a machine need their own --bridge and --cluster-cidr),
           --registries /etc/bramble/registries.yaml; with no board,
           --max-pods 110 and no --reserved-memory
 board:    --board loads NAME.toml from $BRAMBLE_BOARD_CONFIGS (a directory, or
@@ -61,6 +66,7 @@ pub fn main() -> Result<(), Error> {
         "kubeconfig" => kubeconfig_cmd(p),
         "check" => check_cmd(p),
         "export" => export_cmd(p),
+        "network" => network_cmd(p),
         "runtime-helper" => runtime_helper_cmd(p),
         "image" => crate::image::cli::main(p, Path::new(DEFAULT_DATA_DIR)),
         "version" => {
@@ -163,6 +169,10 @@ fn server_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
         node_name: node::hostname(),
         tls_sans: Vec::new(),
         service_cidr: "10.43.0.0/16".parse()?,
+        network: crate::net::Names {
+            bridge: DEFAULT_BRIDGE.into(),
+            cluster_cidr: "10.42.0.0/16".parse()?,
+        },
         board: config::load(&[])?,
         registries: "/etc/bramble/registries.yaml".into(),
         cluster_listen: "0.0.0.0:6444".parse()?,
@@ -187,6 +197,14 @@ fn server_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
                     .parse()
                     .map_err(|e: String| format!("--service-cidr: {e}"))?
             }
+            Long("cluster-cidr") => {
+                cfg.network.cluster_cidr = p
+                    .value()?
+                    .string()?
+                    .parse()
+                    .map_err(|e: String| format!("--cluster-cidr: {e}"))?
+            }
+            Long("bridge") => cfg.network.bridge = bridge_name(&p.value()?.string()?)?,
             Long("help") | Short('h') => {
                 println!("{USAGE}");
                 return Ok(());
@@ -200,6 +218,56 @@ fn server_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
     }
     cfg.board = board.settings()?;
     server::run(cfg)?;
+    Ok(())
+}
+
+const DEFAULT_BRIDGE: &str = "bramble0";
+
+/// A Linux interface name that is also a plain nftables table name.
+fn bridge_name(name: &str) -> Result<String, Error> {
+    let ok = !name.is_empty()
+        && name.len() <= 15
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    match ok {
+        true => Ok(name.into()),
+        false => Err(format!(
+            "--bridge {name:?}: want up to 15 lowercase letters, digits or _, starting with a letter"
+        )
+        .into()),
+    }
+}
+
+/// `bramble network cleanup`: removes what the pod network leaves on the
+/// host once no pod runs: the nftables table, the bridge and the routes to
+/// other boards' pods.
+fn network_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
+    let mut bridge = DEFAULT_BRIDGE.to_string();
+    let mut cluster: crate::net::Cidr = "10.42.0.0/16".parse()?;
+    let mut cleanup = false;
+    while let Some(arg) = p.next()? {
+        match arg {
+            Value(v) if v == "cleanup" => cleanup = true,
+            Long("bridge") => bridge = bridge_name(&p.value()?.string()?)?,
+            Long("cluster-cidr") => {
+                cluster = p
+                    .value()?
+                    .string()?
+                    .parse()
+                    .map_err(|e: String| format!("--cluster-cidr: {e}"))?
+            }
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    if !cleanup {
+        return Err("usage: bramble network cleanup [--bridge NAME] [--cluster-cidr CIDR]".into());
+    }
+    // No nodes: no routes to other boards' pods.
+    crate::net::routes::sync(&[], "", &cluster)?;
+    crate::net::proxy::remove_table(&bridge)?;
+    crate::net::cni::remove_bridge(&bridge)?;
     Ok(())
 }
 

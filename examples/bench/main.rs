@@ -4,7 +4,7 @@
 //! (`make bench` does that).
 //!
 //! BENCH_IDLE_SECS (default 60) sets how long idle writes are sampled;
-//! BENCH_ONLY=api|pods|images|scheduler|cluster|soak runs one section;
+//! BENCH_ONLY=api|pods|images|scheduler|cluster|soak|network runs one section;
 //! BENCH_SOAK_SECS (default 1800) sets how long the soak churns;
 //! BRAMBLE_BENCH_BIN names another bramble binary than target/release/bramble.
 
@@ -280,6 +280,7 @@ impl Drop for Daemon {
                 &format!("runtime-helper --root {}", self.dir.display()),
             ])
             .status();
+        let _ = Command::new(bin()).args(["network", "cleanup"]).status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -416,6 +417,7 @@ fn api() {
 
 mod cluster;
 mod images;
+mod network;
 mod pods;
 mod scheduler;
 mod soak;
@@ -431,7 +433,7 @@ fn main() {
             .unwrap_or_default()
             .trim()
     );
-    // BENCH_ONLY=api|pods|images|scheduler|cluster|soak runs one section.
+    // BENCH_ONLY=api|pods|images|scheduler|cluster|soak|network runs one section.
     let only = std::env::var("BENCH_ONLY").ok();
     let sections: &[(&str, fn())] = &[
         ("api", api),
@@ -440,6 +442,7 @@ fn main() {
         ("scheduler", scheduler::run),
         ("cluster", cluster::run),
         ("soak", soak::run),
+        ("network", network::run),
     ];
     for (name, run) in sections.iter().copied() {
         if only.as_deref().is_none_or(|o| o == name) {

@@ -111,6 +111,8 @@ pub fn run(cfg: Config) -> Result<(), AgentError> {
         &cfg.board,
         &cfg.registries,
         &store,
+        // The pod network on agents comes with their --bridge (issue #7).
+        None,
     )
     .map_err(AgentError::Server)?;
     let ex = Rc::new(async_executor::LocalExecutor::new());

@@ -8,6 +8,7 @@
 mod backoff;
 mod link;
 pub mod logs;
+mod network;
 mod node_status;
 mod plan;
 mod probes;
@@ -41,6 +42,8 @@ pub struct Config {
     pub log_max_files: u32,
     /// From the registries file; pods' pull secrets are added per pull.
     pub credentials: crate::image::Credentials,
+    /// The pod network's names; None: pods get loopback only.
+    pub network: Option<crate::net::Names>,
 }
 
 /// What the kubelet knows of one container beyond the runtime.
@@ -91,6 +94,8 @@ impl Container {
 
 struct Pod {
     sandbox: bool,
+    /// From CNI ADD; None for hostNetwork pods and before the network is up.
+    ip: Option<std::net::Ipv4Addr>,
     volumes: Option<BTreeMap<String, PathBuf>>,
     containers: HashMap<String, Container>,
     start_time: SystemTime,
@@ -125,6 +130,7 @@ pub struct Kubelet {
     exec_exits: RefCell<HashMap<u64, ExitStatus>>,
     /// Runtime ids of running containers, for log streams on other threads.
     running: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    network: Option<network::PodNetwork>,
 }
 
 pub use crate::api::websocket::ExitStatus;
@@ -132,7 +138,12 @@ pub use crate::api::websocket::ExitStatus;
 impl Kubelet {
     pub fn new(store: Rc<Store>, cfg: Config, link: Link, images: Arc<ImageStore>) -> Rc<Kubelet> {
         let (wake, woken) = smol::channel::bounded(1);
+        let network = cfg
+            .network
+            .clone()
+            .map(|names| network::PodNetwork::new(names, &cfg.data_dir));
         Rc::new(Kubelet {
+            network,
             store,
             cfg,
             link,
@@ -228,6 +239,23 @@ impl Kubelet {
         if let Err(e) = self.reattach().await {
             log::error!("reattaching running containers: {e}");
         }
+        // Addresses of pods deleted while the daemon was away (or half torn
+        // down by a crash) go back; this also brings the bridge up.
+        if let Some(n) = &self.network {
+            let keep: Vec<String> = self
+                .store
+                .list(res("Pod"), None)
+                .iter()
+                .filter(|p| p.node_name == self.cfg.node_name)
+                .map(|p| p.uid.clone())
+                .collect();
+            if let Err(e) = n
+                .release_stale(&self.store, &self.cfg.node_name, &keep)
+                .await
+            {
+                log::warn!("releasing the addresses of gone pods: {e}");
+            }
+        }
         let me = self.clone();
         ex.spawn(
             async move { node_status::run(&me.store, &me.cfg.node_name, &me.cfg.data_dir).await },
@@ -299,6 +327,13 @@ impl Kubelet {
             // a reboot every container has exited and the sandbox is gone);
             // otherwise sync_pod asks for it, which is a no-op if it is there.
             p.sandbox |= c.exit.is_none() && c.status == rt::Status::Running;
+            // With its sandbox, the pod keeps the address CNI gave it.
+            if p.sandbox && p.ip.is_none() {
+                p.ip = v
+                    .pointer("/status/podIP")
+                    .and_then(Value::as_str)
+                    .and_then(|ip| ip.parse().ok());
+            }
             let restarts = container_status(&v, &c.name)
                 .and_then(|s| s["restartCount"].as_u64())
                 .unwrap_or(0) as u32;
@@ -410,7 +445,11 @@ impl Kubelet {
         for pod in &mine {
             match self.sync_pod(pod, ex).await {
                 Ok(t) => at(t),
-                Err(e) => log::warn!("pod {}/{}: {e}", pod.namespace, pod.name),
+                Err(e) => {
+                    log::warn!("pod {}/{}: {e}", pod.namespace, pod.name);
+                    // A failed step (a CNI plugin, the runtime) is tried again.
+                    at(Some(Instant::now() + Duration::from_secs(2)));
+                }
             }
         }
         // Pods removed from the store (force delete) still hold containers.
@@ -477,6 +516,21 @@ impl Kubelet {
                 .get_mut(&pod.uid)
                 .expect("inserted above")
                 .sandbox = true;
+        }
+        let host_network = v.pointer("/spec/hostNetwork").and_then(Value::as_bool) == Some(true);
+        if !host_network
+            && self.pods.borrow()[&pod.uid].ip.is_none()
+            && let Some(n) = &self.network
+            && let Some(ip) = n
+                .add(&self.store, &self.cfg.node_name, &v, &pod.uid)
+                .await?
+        {
+            self.pods
+                .borrow_mut()
+                .get_mut(&pod.uid)
+                .expect("inserted above")
+                .ip = Some(ip);
+            self.write_status(pod, &v);
         }
         if self.pods.borrow()[&pod.uid].volumes.is_none() {
             let cm = |name: &str| {
@@ -750,6 +804,14 @@ impl Kubelet {
             .get(res("Node"), "", &self.cfg.node_name)
             .map(|n| n.value()["status"]["allocatable"].take())
             .unwrap_or_default();
+        let services: Vec<Value> = self
+            .store
+            .list(res("Service"), Some(&pod.namespace))
+            .iter()
+            .map(|o| o.value())
+            .collect();
+        let service_env = crate::net::service_env::variables(v, &services);
+        let pod_ip = self.pods.borrow()[&pod.uid].ip.map(|ip| ip.to_string());
         let passwd = || read_from_layers(&layers, "etc/passwd");
         let group = || read_from_layers(&layers, "etc/group");
         let sources = plan::Sources {
@@ -758,16 +820,17 @@ impl Kubelet {
             passwd: &passwd,
             group: &group,
             node_name: &self.cfg.node_name,
-            pod_ip: v
-                .pointer("/status/podIP")
-                .and_then(Value::as_str)
-                .unwrap_or(""),
+            pod_ip: pod_ip.as_deref().unwrap_or_else(|| {
+                v.pointer("/status/podIP")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+            }),
             host_ip: v
                 .pointer("/status/hostIP")
                 .and_then(Value::as_str)
                 .unwrap_or(""),
             node_allocatable: &allocatable,
-            service_env: &[],
+            service_env: &service_env,
         };
         let plan = plan::plan_container(v, c, &config, &sources).map_err(|e| e.to_string())?;
         let vols = self.pods.borrow()[&pod.uid]
@@ -1376,6 +1439,9 @@ impl Kubelet {
     /// Removes everything of a pod from the board: containers, sandbox
     /// (namespaces, cgroups), volumes, logs.
     async fn teardown(&self, uid: &str) -> Result<(), String> {
+        if let Some(n) = &self.network {
+            n.del(&self.store, &self.cfg.node_name, uid).await?;
+        }
         self.link.remove_sandbox(uid).await?;
         volumes::cleanup(&self.cfg.data_dir, uid)?;
         self.pods.borrow_mut().remove(uid);
@@ -1456,7 +1522,7 @@ impl Kubelet {
         Some(status::PodView {
             init: views("/spec/initContainers"),
             containers: views("/spec/containers"),
-            pod_ip: None,
+            pod_ip: p.ip.map(|ip| ip.to_string()),
             sandbox_ready: p.sandbox,
             host_ip: crate::node::addresses()
                 .first()
@@ -1487,6 +1553,7 @@ fn new_pod(v: &Value) -> Pod {
         .unwrap_or_else(SystemTime::now);
     Pod {
         sandbox: false,
+        ip: None,
         volumes: None,
         containers: HashMap::new(),
         start_time,

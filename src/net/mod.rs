@@ -1,5 +1,15 @@
-//! Cluster addressing: CIDRs and the allocation of service IPs and node
-//! ports. Pure functions; the pod network itself comes later.
+//! The cluster network. This file: addressing (CIDRs, the allocation of
+//! service IPs, node ports and nodes' pod CIDRs, pure) and the names one
+//! board's network goes by ([`Names`]). Beside it: `cni` (pod addresses
+//! through the CNI plugins), `proxy` (Services as nftables rules), `routes`
+//! (other boards' pod CIDRs), `service_env` (Kubernetes' service variables)
+//! and `dns` (the pods' resolver).
+
+pub mod cni;
+pub mod dns;
+pub mod proxy;
+pub mod routes;
+pub mod service_env;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -20,6 +30,11 @@ impl Cidr {
             u32::MAX << (32 - self.prefix)
         };
         u32::from(ip) & mask == u32::from(self.base) & mask
+    }
+
+    /// The `n`th address of the network (1: the first host).
+    pub fn host(&self, n: u32) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.base).wrapping_add(n))
     }
 
     fn size(&self) -> u64 {
@@ -74,6 +89,66 @@ pub fn allocate_node_port(used: &HashSet<u16>) -> Option<u16> {
     NODE_PORTS.clone().find(|p| !used.contains(p))
 }
 
+/// Pods' addresses on one node: a /24 of the cluster CIDR.
+pub const NODE_POD_PREFIX: u8 = 24;
+
+/// The lowest /24 of `cluster` that no node has (`used`); a cluster CIDR of
+/// /24 or longer is one node's whole.
+pub fn allocate_pod_cidr(cluster: &Cidr, used: &[Cidr]) -> Option<Cidr> {
+    if cluster.prefix >= NODE_POD_PREFIX {
+        return (!used.contains(cluster)).then_some(*cluster);
+    }
+    let step = 1u32 << (32 - NODE_POD_PREFIX);
+    (0..1u32 << (NODE_POD_PREFIX - cluster.prefix))
+        .map(|i| Cidr {
+            base: Ipv4Addr::from(u32::from(cluster.base) + i * step),
+            prefix: NODE_POD_PREFIX,
+        })
+        .find(|c| !used.contains(c))
+}
+
+/// Gives every Node without spec.podCIDR one (the local node at
+/// registration, others as they appear). Runs for the life of the daemon.
+pub async fn assign_pod_cidrs(store: std::rc::Rc<crate::store::Store>, cluster: Cidr) {
+    let nodes = crate::model::res("Node");
+    crate::controllers::level_loop(&store, &[nodes], std::time::Duration::ZERO, || {
+        let all: Vec<serde_json::Value> =
+            store.list(nodes, None).iter().map(|n| n.value()).collect();
+        for node in all.iter().filter(|n| pod_cidr_of(n).is_none()) {
+            let used: Vec<Cidr> = all.iter().filter_map(pod_cidr_of).collect();
+            let Some(cidr) = allocate_pod_cidr(&cluster, &used) else {
+                log::warn!(
+                    "the cluster CIDR {cluster} has no /24 left for node {}",
+                    node["metadata"]["name"]
+                );
+                return None;
+            };
+            let mut v = node.clone();
+            v["spec"]["podCIDR"] = cidr.to_string().into();
+            v["spec"]["podCIDRs"] = serde_json::json!([cidr.to_string()]);
+            if let Err(e) = store.update(nodes, v) {
+                log::warn!("giving node {} a pod CIDR: {e}", node["metadata"]["name"]);
+                return Some(std::time::Duration::from_secs(2));
+            }
+        }
+        None
+    })
+    .await
+}
+
+pub fn pod_cidr_of(node: &serde_json::Value) -> Option<Cidr> {
+    node.pointer("/spec/podCIDR")?.as_str()?.parse().ok()
+}
+
+/// What one board's network is called and spans. Several bramble servers on
+/// one machine (tests) need distinct bridges, tables and CIDRs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Names {
+    /// The pods' bridge; the nftables table (`table ip NAME`) has the same name.
+    pub bridge: String,
+    pub cluster_cidr: Cidr,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +177,32 @@ mod tests {
         assert_eq!(allocate_ip(&c, &used), None);
         let ports: HashSet<u16> = [30000, 30001].into();
         assert_eq!(allocate_node_port(&ports), Some(30002));
+    }
+
+    #[test]
+    fn pod_cidrs_are_the_lowest_free_24s() {
+        let c: Cidr = "10.42.0.0/16".parse().unwrap();
+        assert_eq!(
+            allocate_pod_cidr(&c, &[]).unwrap().to_string(),
+            "10.42.0.0/24"
+        );
+        let used = [
+            "10.42.0.0/24".parse().unwrap(),
+            "10.42.2.0/24".parse().unwrap(),
+        ];
+        assert_eq!(
+            allocate_pod_cidr(&c, &used).unwrap().to_string(),
+            "10.42.1.0/24"
+        );
+        let small: Cidr = "10.199.7.0/24".parse().unwrap();
+        assert_eq!(allocate_pod_cidr(&small, &[]), Some(small));
+        assert_eq!(allocate_pod_cidr(&small, &[small]), None);
+        let two: Cidr = "10.42.0.0/23".parse().unwrap();
+        let used = [
+            "10.42.0.0/24".parse().unwrap(),
+            "10.42.1.0/24".parse().unwrap(),
+        ];
+        assert_eq!(allocate_pod_cidr(&two, &used), None);
+        assert_eq!(c.host(1), Ipv4Addr::new(10, 42, 0, 1));
     }
 }

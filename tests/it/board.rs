@@ -115,6 +115,8 @@ fn check_fails_without_the_memory_cgroup_and_prints_the_cmdline_fix() {
 /// `bramble server` started by hand with a NOTIFY_SOCKET the test reads:
 /// Server::start waits on /readyz, which a wedged executor may never answer.
 struct Notified {
+    /// Dropped after the server is killed (fields drop after `drop`).
+    _net: crate::support::NetSlot,
     dir: TempDir,
     child: Child,
     socket: UnixDatagram,
@@ -126,18 +128,26 @@ impl Notified {
         let path = dir.0.join("notify.sock");
         let socket = UnixDatagram::bind(&path).unwrap();
         let log = std::fs::File::create(dir.0.join("server.log")).unwrap();
+        let net = crate::support::NetSlot::take();
         let child = Command::new(bramble())
             .args(["server", "--data-dir"])
             .arg(dir.0.join("data"))
             .args(["--listen", &format!("127.0.0.1:{}", free_port())])
             .args(["--node-name", "test-node"])
+            .args(net.args())
+            .args(["--cluster-listen", &format!("127.0.0.1:{}", free_port())])
             .env("NOTIFY_SOCKET", &path)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap();
-        Notified { dir, child, socket }
+        Notified {
+            dir,
+            child,
+            socket,
+            _net: net,
+        }
     }
 
     /// The messages that arrive until `until`, each with its arrival time.

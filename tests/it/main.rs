@@ -12,6 +12,7 @@ mod images;
 mod kubectl;
 mod limits;
 mod manifests;
+mod network;
 mod pods;
 mod runtime;
 mod scheduling;

@@ -106,6 +106,56 @@ pub struct Server {
     pub kubeconfig: PathBuf,
     cache: PathBuf,
     pub token: String,
+    /// This server's own pod network on the shared machine.
+    pub net: NetSlot,
+}
+
+/// A pod network no other test server on this machine uses (any test
+/// process): slot N is held by a lock on /tmp/bramble-it-net/N.lock and
+/// gives bridge and nft table `brit<N>` and cluster CIDR 10.(200+N/16).(N%16*16).0/20.
+pub struct NetSlot {
+    _lock: std::fs::File,
+    pub bridge: String,
+    pub cluster_cidr: String,
+}
+
+impl NetSlot {
+    pub fn take() -> NetSlot {
+        let dir = PathBuf::from("/tmp/bramble-it-net");
+        std::fs::create_dir_all(&dir).unwrap();
+        for n in 0..128u32 {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(dir.join(format!("{n}.lock")))
+                .unwrap();
+            if f.try_lock().is_ok() {
+                return NetSlot {
+                    _lock: f,
+                    bridge: format!("brit{n}"),
+                    cluster_cidr: format!("10.{}.{}.0/20", 200 + n / 16, n % 16 * 16),
+                };
+            }
+        }
+        panic!("all 128 test pod networks are in use");
+    }
+
+    /// The `bramble server` flags that put its pods on this slot.
+    pub fn args(&self) -> [&str; 4] {
+        [
+            "--bridge",
+            &self.bridge,
+            "--cluster-cidr",
+            &self.cluster_cidr,
+        ]
+    }
+
+    /// The first pod CIDR's gateway: the bridge address of the test node.
+    pub fn gateway(&self) -> String {
+        let base = self.cluster_cidr.split('/').next().unwrap();
+        format!("{}.1", base.rsplit_once('.').unwrap().0)
+    }
 }
 
 impl Server {
@@ -123,6 +173,7 @@ impl Server {
             port,
             child: None,
             token: String::new(),
+            net: NetSlot::take(),
         };
         s.spawn(extra);
         let kc = Command::new(bramble())
@@ -170,6 +221,7 @@ impl Server {
                 "--cluster-listen",
                 "127.0.0.1:0",
             ])
+            .args(self.net.args())
             .args(extra)
             .env("RUST_LOG", "info,bramble=debug")
             // `--board NAME` finds the source tree's board configs.
@@ -398,6 +450,17 @@ impl Drop for Server {
             eprintln!("--- server log ---\n{}", self.log());
         }
         reset_runtime(&self.data_dir());
+    }
+}
+
+/// The slot's bridge, table and routes go with it (after its server, which
+/// holds it in a field, or in a variable declared before the server's).
+impl Drop for NetSlot {
+    fn drop(&mut self) {
+        let _ = Command::new(bramble())
+            .args(["network", "cleanup", "--bridge", &self.bridge])
+            .args(["--cluster-cidr", &self.cluster_cidr])
+            .status();
     }
 }
 
