@@ -345,15 +345,7 @@ fn sync(
     let v = ds.value();
     let kind = res("DaemonSet");
     let deleting = store::is_deleting(&v);
-    let sel = replicaset::selector(kind, &v).map_err(|source| SyncError::Selector {
-        owner: format!("{}/{}", ds.namespace, ds.name),
-        source,
-    })?;
-    let pods: Vec<Value> = store
-        .list(res("Pod"), Some(&ds.namespace))
-        .iter()
-        .map(|p| p.value())
-        .collect();
+    let (sel, pods) = replicaset::selector_and_pods(store, kind, ds, &v)?;
     let claimed = replicaset::claim(&ds.uid, &sel, deleting, &pods);
     replicaset::apply_claim(store, kind, &v, &claimed)?;
     if deleting {

@@ -445,15 +445,7 @@ fn sync(store: &Store, job: &Object, now: SystemTime) -> Result<Option<Duration>
         return Ok(None);
     }
     let kind = res("Job");
-    let sel = replicaset::selector(kind, &v).map_err(|source| SyncError::Selector {
-        owner: format!("{}/{}", job.namespace, job.name),
-        source,
-    })?;
-    let pods: Vec<Value> = store
-        .list(res("Pod"), Some(&job.namespace))
-        .iter()
-        .map(|p| p.value())
-        .collect();
+    let (sel, pods) = replicaset::selector_and_pods(store, kind, job, &v)?;
     let claimed = replicaset::claim(&job.uid, &sel, false, &pods);
     replicaset::apply_claim(store, kind, &v, &claimed)?;
     let p = plan(&v, &claimed.owned, now);

@@ -124,16 +124,8 @@ fn sync(
     now: SystemTime,
 ) -> Result<Option<Duration>, SyncError> {
     let v = owner.value();
-    let sel = selector(kind, &v).map_err(|source| SyncError::Selector {
-        owner: format!("{}/{}", owner.namespace, owner.name),
-        source,
-    })?;
-    let pods: Vec<Value> = store
-        .list(res("Pod"), Some(&owner.namespace))
-        .iter()
-        .map(|p| p.value())
-        .collect();
     let deleting = store::is_deleting(&v);
+    let (sel, pods) = selector_and_pods(store, kind, owner, &v)?;
     let claimed = claim(&owner.uid, &sel, deleting, &pods);
     apply_claim(store, kind, &v, &claimed)?;
     // An owner being deleted (foreground) neither makes nor removes pods:
@@ -201,6 +193,26 @@ fn sync(
 /// Writes a claim's adoptions and releases. The pods keep the
 /// resourceVersion they were read with, so a pod changed meanwhile is a
 /// conflict, retried on a later pass.
+/// An owner's selector and the pods of its namespace: what claiming starts
+/// from, for every controller that owns pods.
+pub(super) fn selector_and_pods(
+    store: &Store,
+    kind: &Resource,
+    owner: &Object,
+    v: &Value,
+) -> Result<(LabelSelector, Vec<Value>), SyncError> {
+    let sel = selector(kind, v).map_err(|source| SyncError::Selector {
+        owner: format!("{}/{}", owner.namespace, owner.name),
+        source,
+    })?;
+    let pods = store
+        .list(res("Pod"), Some(&owner.namespace))
+        .iter()
+        .map(|p| p.value())
+        .collect();
+    Ok((sel, pods))
+}
+
 pub(super) fn apply_claim(
     store: &Store,
     kind: &Resource,
