@@ -124,14 +124,16 @@ fn host_state(s: &Server) -> (Vec<String>, Vec<String>, bool) {
         .unwrap()
     };
     let bridge = &s.net.bridge;
-    let prefix = s
-        .net
-        .cluster_cidr
-        .split('.')
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(".")
-        + ".";
+    // Routes into this server's own cluster CIDR (other test servers on the
+    // machine have theirs).
+    let (base, bits) = s.net.cluster_cidr.split_once('/').unwrap();
+    let base = u32::from(base.parse::<std::net::Ipv4Addr>().unwrap());
+    let mask = u32::MAX << (32 - bits.parse::<u32>().unwrap());
+    let ours = |route: &str| {
+        let dest = route.split(['/', ' ']).next().unwrap_or_default();
+        dest.parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| u32::from(ip) & mask == base & mask)
+    };
     let links = text(&["ip", "-o", "link"])
         .lines()
         .filter(|l| l.contains(&format!(" {bridge}:")) || l.contains(&format!("master {bridge} ")))
@@ -139,7 +141,7 @@ fn host_state(s: &Server) -> (Vec<String>, Vec<String>, bool) {
         .collect();
     let routes = text(&["ip", "route"])
         .lines()
-        .filter(|l| l.contains(bridge.as_str()) || l.starts_with(&prefix))
+        .filter(|l| l.contains(&format!("dev {bridge} ")) || ours(l))
         .map(str::to_string)
         .collect();
     let table = Command::new("nft")
