@@ -88,23 +88,40 @@ pub fn record(
 /// Events older than this go (Kubernetes keeps them an hour).
 pub const TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// Deletes events whose last occurrence is older than [`TTL`].
+/// At most this many events are kept, the oldest going first: pod churn
+/// on a board must not grow the store and the memory for an hour.
+pub const MAX_EVENTS: usize = 2000;
+
+/// How often expiry runs.
+const EXPIRY_PERIOD: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Deletes events whose last occurrence is older than [`TTL`], then the
+/// oldest beyond [`MAX_EVENTS`].
 pub fn expire(store: &Store, now: std::time::SystemTime) {
+    let mut kept = Vec::new();
     for e in store.list(res("Event"), None) {
         let v = e.value();
-        let last = v["lastTimestamp"]
-            .as_str()
-            .and_then(|t| humantime::parse_rfc3339_weak(t).ok());
-        if last.is_some_and(|t| now.duration_since(t).is_ok_and(|age| age > TTL)) {
+        let last = v["lastTimestamp"].as_str().unwrap_or_default().to_string();
+        let at = humantime::parse_rfc3339_weak(&last).ok();
+        if at.is_some_and(|t| now.duration_since(t).is_ok_and(|age| age > TTL)) {
+            let _ = store.delete(res("Event"), &e.namespace, &e.name, Some(&e.uid));
+        } else {
+            kept.push((last, e));
+        }
+    }
+    if kept.len() > MAX_EVENTS {
+        // RFC 3339 times in UTC sort as text.
+        kept.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, e) in &kept[..kept.len() - MAX_EVENTS] {
             let _ = store.delete(res("Event"), &e.namespace, &e.name, Some(&e.uid));
         }
     }
 }
 
-/// Expires old events every few minutes, for the life of the daemon.
+/// Expires old events every minute, for the life of the daemon.
 pub async fn run_expiry(store: &Store) {
     loop {
-        smol::Timer::after(std::time::Duration::from_secs(600)).await;
+        smol::Timer::after(EXPIRY_PERIOD).await;
         expire(store, std::time::SystemTime::now());
     }
 }
@@ -142,6 +159,41 @@ mod tests {
         assert_eq!(store.list(res("Event"), None).len(), 2, "fresh events stay");
         expire(&store, SystemTime::now() + TTL + Duration::from_secs(1));
         assert_eq!(store.list(res("Event"), None).len(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn only_the_newest_events_are_kept() {
+        let dir = std::env::temp_dir().join(format!("bramble-events-cap-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir).unwrap();
+        store
+            .create(res("Namespace"), json!({"metadata": {"name": "default"}}))
+            .unwrap();
+        for i in 0..MAX_EVENTS + 5 {
+            // Distinct, ordered times: event i happened i seconds after 10:00.
+            let at = format!("2026-11-27T10:{:02}:{:02}Z", i / 60, i % 60);
+            store
+                .create(
+                    res("Event"),
+                    json!({"metadata": {"name": format!("e{i}"), "namespace": "default"},
+                           "involvedObject": {}, "lastTimestamp": at}),
+                )
+                .unwrap();
+        }
+        // Within the hour of every event: only the cap removes any.
+        let soon = humantime::parse_rfc3339("2026-11-27T10:40:00Z").unwrap();
+        expire(&store, soon);
+        let left = store.list(res("Event"), None);
+        assert_eq!(left.len(), MAX_EVENTS);
+        for gone in 0..5 {
+            assert!(
+                store
+                    .get(res("Event"), "default", &format!("e{gone}"))
+                    .is_none()
+            );
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
