@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::support::{Server, TempDir, missing, wait_for};
+use crate::support::{Server, TempDir, missing, server_with_busybox_and, wait_for};
 
 fn board(dir: &TempDir, text: &str) -> String {
     let path = dir.0.join("board.toml");
@@ -256,4 +256,45 @@ fn watches_past_the_boards_limit_get_429_and_the_others_keep_going() {
     for w in watches.iter().chain([&accepted]) {
         w.expect("\"name\":\"after\"");
     }
+}
+
+#[test]
+fn a_containers_log_is_rotated_at_the_boards_size() {
+    let dir = TempDir::new("limits-logs");
+    let config = board(&dir, "[logs]\nmax_size = \"4Ki\"\nmax_files = 2\n");
+    let Some((s, image)) = server_with_busybox_and(&["--config", &config]) else {
+        return;
+    };
+    // About 24 KB of output, 250 KB as CRI records.
+    s.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: chatty}}\nspec:\n  restartPolicy: Never\n  containers:\n  - {{name: app, image: {image}, imagePullPolicy: Never, command: [sh, -c, 'i=0; while [ $i -lt 5000 ]; do i=$((i+1)); echo $i; done']}}\n"
+    ));
+    let pod = s.wait_phase("chatty", "Succeeded", 60);
+    let logs = s.kubectl_ok(&["logs", "chatty"]);
+    // The newest lines, without a gap, up to the last; the oldest are gone.
+    let numbers: Vec<u32> = logs.lines().map(|l| l.parse().unwrap()).collect();
+    let first = numbers[0];
+    assert!(
+        first > 1 && logs.len() <= 2 * 4096,
+        "{} bytes: {logs}",
+        logs.len()
+    );
+    assert_eq!(numbers, (first..=5000).collect::<Vec<_>>());
+    // On disk: at most max_files files of at most max_size each.
+    let uid = pod["metadata"]["uid"].as_str().unwrap();
+    let log = bramble::kubelet::log_path(&s.data_dir(), uid, "app", 0);
+    let files: Vec<(String, u64)> = std::fs::read_dir(log.parent().unwrap())
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().unwrap().len(),
+            )
+        })
+        .collect();
+    assert!(
+        files.len() <= 2 && files.iter().all(|(_, len)| *len <= 4096),
+        "{files:?}"
+    );
 }
