@@ -196,6 +196,7 @@ pub struct SecurityTable {
 pub struct LimitsTable {
     pub objects_per_namespace: Option<u32>,
     pub max_image_size: Option<String>,
+    pub max_watches: Option<u32>,
 }
 
 const MAX_PODS: std::ops::RangeInclusive<u32> = 1..=250;
@@ -327,6 +328,9 @@ impl BoardConfig {
         {
             return Err(format!("{q:?} is below the 64Ki minimum"));
         }
+        if let Some(n) = self.limits.max_watches {
+            in_range(n, 1..=4096)?;
+        }
         for p in self.security.host_path_prefixes.iter().flatten() {
             let plain = Path::new(p).components().all(|c| {
                 matches!(
@@ -370,6 +374,8 @@ pub struct Settings {
     pub objects_per_namespace: u32,
     /// Images whose compressed layers add up to more are refused.
     pub max_image_bytes: u64,
+    /// Watches and log follows open at once (each holds a thread).
+    pub max_watches: u32,
     /// What pods may do on this board: privileged, host network, hostPath
     /// prefixes, host devices. Nothing of it by default.
     pub security: crate::security::Policy,
@@ -432,6 +438,7 @@ impl Settings {
             image_gc_low_percent: low,
             objects_per_namespace: c.limits.objects_per_namespace.unwrap_or(10_000),
             max_image_bytes: bytes_or(&c.limits.max_image_size, 4 << 30)?,
+            max_watches: c.limits.max_watches.unwrap_or(128),
             security: crate::security::Policy {
                 allow_privileged: c.security.allow_privileged.unwrap_or(false),
                 allow_host_network: c.security.allow_host_network.unwrap_or(false),
@@ -817,6 +824,7 @@ host_path_prefixes = ["/srv/bramble"]
 [limits]
 objects_per_namespace = 2000
 max_image_size = "512Mi"
+max_watches = 64
 "#;
 
     #[test]
@@ -839,8 +847,8 @@ max_image_size = "512Mi"
         assert_eq!(s.pod_eviction_timeout, Duration::from_secs(600));
         assert_eq!((s.image_gc_high_percent, s.image_gc_low_percent), (90, 70));
         assert_eq!(
-            (s.objects_per_namespace, s.max_image_bytes),
-            (2000, 512 << 20)
+            (s.objects_per_namespace, s.max_image_bytes, s.max_watches),
+            (2000, 512 << 20, 64)
         );
         assert_eq!(
             s.security,
@@ -965,6 +973,10 @@ max_image_size = "512Mi"
                 "x.toml:2: max_image_size in [limits]",
             ),
             (
+                "[limits]\nmax_watches = 0",
+                "x.toml:2: max_watches in [limits]: must be between 1 and 4096, not 0",
+            ),
+            (
                 "[security]\nhost_path_prefixes = [\"/srv/../etc\"]",
                 "x.toml:2: host_path_prefixes in [security]",
             ),
@@ -1033,6 +1045,7 @@ max_image_size = "512Mi"
             (s.node_monitor_grace, s.pod_eviction_timeout),
             (Duration::from_secs(20), Duration::from_secs(30))
         );
+        assert_eq!(s.max_watches, 128);
         assert_eq!(s.platform, Platform::host());
         assert!(s.labels.is_empty());
     }

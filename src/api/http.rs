@@ -14,8 +14,6 @@ use super::status;
 
 /// Bodies above this are refused (Kubernetes' own limit is 3 MiB).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
-/// Concurrent streaming replies (watches, log follows).
-pub const MAX_STREAMS: usize = 128;
 const WORKERS: usize = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,11 +111,14 @@ pub struct Listener {
 }
 
 impl Listener {
+    /// `max_streams` caps the streaming replies (watches, log follows) open
+    /// at once: each holds a thread.
     pub fn start(
         addr: SocketAddr,
         tls: TlsConfig,
         token: String,
         calls: smol::channel::Sender<Call>,
+        max_streams: usize,
     ) -> Result<Listener, String> {
         let ssl = tiny_http::SslConfig {
             certificate: tls.cert_pem,
@@ -138,7 +139,10 @@ impl Listener {
             .to_ip()
             .ok_or_else(|| format!("listening on {addr}: not an IP socket"))?;
         let token: Arc<str> = token.into();
-        let streams = Arc::new(AtomicUsize::new(0));
+        let streams = Arc::new(Streams {
+            open: AtomicUsize::new(0),
+            max: max_streams,
+        });
         let workers = (0..WORKERS)
             .map(|i| {
                 let (server, token, calls, streams) = (
@@ -176,7 +180,7 @@ fn worker(
     server: &tiny_http::Server,
     token: &str,
     calls: &smol::channel::Sender<Call>,
-    streams: &Arc<AtomicUsize>,
+    streams: &Arc<Streams>,
 ) {
     while let Ok(mut rq) = server.recv() {
         let reply = match prepare(&mut rq, token) {
@@ -281,7 +285,13 @@ fn authorized(header: &str, token: &str) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn respond(rq: tiny_http::Request, reply: Reply, streams: &Arc<AtomicUsize>) {
+/// The streaming replies open now, and the board's cap on them.
+struct Streams {
+    open: AtomicUsize,
+    max: usize,
+}
+
+fn respond(rq: tiny_http::Request, reply: Reply, streams: &Arc<Streams>) {
     match reply {
         Reply::Full {
             status,
@@ -310,21 +320,23 @@ fn respond(rq: tiny_http::Request, reply: Reply, streams: &Arc<AtomicUsize>) {
             content_type,
             chunks,
         } => {
-            if streams.fetch_add(1, Ordering::SeqCst) >= MAX_STREAMS {
-                streams.fetch_sub(1, Ordering::SeqCst);
+            if streams.open.fetch_add(1, Ordering::SeqCst) >= streams.max {
+                streams.open.fetch_sub(1, Ordering::SeqCst);
                 let reply = status::reply(&status::Status::too_many_requests(format!(
-                    "too many open watches and log streams (at most {MAX_STREAMS})"
+                    "too many open watches and log streams: this board allows {} at once ([limits] max_watches in the board config)",
+                    streams.max
                 )));
                 return respond(rq, reply, streams);
             }
-            let streams = streams.clone();
+            let counted = streams.clone();
             let spawned = thread::Builder::new()
                 .name("api-stream".into())
                 .spawn(move || {
                     let _ = stream(rq, content_type, &chunks);
-                    streams.fetch_sub(1, Ordering::SeqCst);
+                    counted.open.fetch_sub(1, Ordering::SeqCst);
                 });
             if spawned.is_err() {
+                streams.open.fetch_sub(1, Ordering::SeqCst);
                 log::warn!("could not start a thread for a streaming reply");
             }
         }

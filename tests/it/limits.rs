@@ -1,10 +1,16 @@
 //! Limits with clear errors: a namespace holds at most the board's number of
-//! objects, an image over the board's size is refused, and the daemon keeps
-//! serving and loses nothing.
+//! objects, an image over the board's size is refused, a request body over
+//! 3 MiB is refused, watches past the board's number get 429, a container's
+//! log is rotated at the board's size; the daemon keeps serving and loses
+//! nothing.
 
 use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
-use crate::support::{Server, TempDir, wait_for};
+use crate::support::{Server, TempDir, missing, server_with_busybox_and, wait_for};
 
 fn board(dir: &TempDir, text: &str) -> String {
     let path = dir.0.join("board.toml");
@@ -87,4 +93,208 @@ fn an_image_over_the_boards_size_is_refused() {
     assert!(!listed.contains("busybox"), "{listed}");
     // Still serving.
     s.kubectl_ok(&["get", "nodes"]);
+}
+
+/// A ConfigMap manifest of about `bytes` bytes.
+fn big_config_map(name: &str, bytes: usize) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{big: \"{}\"}}\n",
+        "x".repeat(bytes)
+    )
+}
+
+#[test]
+fn a_request_body_over_3_mib_is_refused_and_nothing_is_stored() {
+    if missing("kubectl") || missing("curl") {
+        return;
+    }
+    let s = Server::start();
+    let out = s.kubectl_stdin(&["create", "-f", "-"], &big_config_map("big", 4 << 20));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("RequestEntityTooLarge")
+            && err.contains("the request body is larger than 3145728 bytes"),
+        "{err}"
+    );
+    // The same without a Content-Length: the body is read up to the limit only.
+    let body = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "chunked"}, "data": {"big": "x".repeat(4 << 20)}})
+    .to_string();
+    let mut curl = Command::new("curl")
+        .args(["-s", "-X", "POST", "--cacert"])
+        .arg(s.data_dir().join("tls/ca.crt"))
+        .args(["-H", &format!("Authorization: Bearer {}", s.token)])
+        .args(["-H", "Content-Type: application/json"])
+        .args(["-H", "Transfer-Encoding: chunked", "--data-binary", "@-"])
+        .arg(format!("{}/api/v1/namespaces/default/configmaps", s.url()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The server may answer before it has all of it: a failed write is fine.
+    let _ = curl.stdin.take().unwrap().write_all(body.as_bytes());
+    let out = curl.wait_with_output().unwrap();
+    let status: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(
+        (&status["kind"], &status["code"], &status["reason"]),
+        (
+            &Value::from("Status"),
+            &Value::from(413),
+            &Value::from("RequestEntityTooLarge")
+        ),
+        "{status}"
+    );
+    // Still serving; nothing was stored; a body under the limit is taken.
+    let listed = s.kubectl_ok(&["get", "configmaps", "-o", "name"]);
+    assert!(
+        !listed.contains("big") && !listed.contains("chunked"),
+        "{listed}"
+    );
+    s.kubectl_stdin(&["create", "-f", "-"], &big_config_map("fits", 512 << 10));
+    let got = s.kubectl_ok(&["get", "configmap", "fits", "-o", "jsonpath={.data.big}"]);
+    assert_eq!(got.len(), 512 << 10);
+}
+
+/// `curl -Ni` on a watch URL; its lines (headers first) arrive on a channel.
+struct Watch {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Watch {
+    fn open(s: &Server, path: &str) -> Watch {
+        let mut child = Command::new("curl")
+            .args(["-sNi", "--cacert"])
+            .arg(s.data_dir().join("tls/ca.crt"))
+            .args(["-H", &format!("Authorization: Bearer {}", s.token)])
+            .arg(format!("{}{path}", s.url()))
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for l in out.lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    return;
+                }
+            }
+        });
+        Watch { child, lines }
+    }
+
+    /// Waits for a line containing `what`; returns it.
+    fn expect(&self, what: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.contains(what) => return l,
+                Ok(_) => {}
+                Err(e) => panic!("no line with {what:?} on the watch: {e}"),
+            }
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn watches_past_the_boards_limit_get_429_and_the_others_keep_going() {
+    if missing("kubectl") || missing("curl") {
+        return;
+    }
+    let dir = TempDir::new("limits-watch");
+    let s = Server::start_with(&["--config", &board(&dir, "[limits]\nmax_watches = 4\n")]);
+    const WATCH: &str = "/api/v1/namespaces/default/configmaps?watch=1";
+    // Each watch starts with this object, which shows it is open (curl
+    // writes the headers out with the first body bytes).
+    s.kubectl_stdin(&["create", "-f", "-"], &config_map("first"));
+    let mut watches: Vec<Watch> = (0..4)
+        .map(|_| {
+            let w = Watch::open(&s, WATCH);
+            w.expect("HTTP/1.1 200");
+            w
+        })
+        .collect();
+    let (code, status) = s.request("GET", WATCH, None, b"");
+    assert_eq!(
+        (code, &status["code"]),
+        (429, &Value::from(429)),
+        "{status}"
+    );
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        status["reason"] == "TooManyRequests"
+            && message.contains("allows 4 at once")
+            && message.contains("[limits] max_watches"),
+        "{status}"
+    );
+    // Plain requests are not limited, and the open watches see the change.
+    s.kubectl_stdin(&["create", "-f", "-"], &config_map("seen"));
+    for w in &watches {
+        w.expect("\"name\":\"seen\"");
+    }
+    // A closed watch gives its place up once the server writes to it.
+    drop(watches.pop());
+    let mut n = 0;
+    let accepted = wait_for(20, "a watch accepted after one closed", || {
+        n += 1;
+        s.kubectl_stdin(&["create", "-f", "-"], &config_map(&format!("poke-{n}")));
+        let w = Watch::open(&s, WATCH);
+        let status = w.expect("HTTP/1.1 ");
+        status.contains(" 200").then_some(w)
+    });
+    s.kubectl_stdin(&["create", "-f", "-"], &config_map("after"));
+    for w in watches.iter().chain([&accepted]) {
+        w.expect("\"name\":\"after\"");
+    }
+}
+
+#[test]
+fn a_containers_log_is_rotated_at_the_boards_size() {
+    let dir = TempDir::new("limits-logs");
+    let config = board(&dir, "[logs]\nmax_size = \"4Ki\"\nmax_files = 2\n");
+    let Some((s, image)) = server_with_busybox_and(&["--config", &config]) else {
+        return;
+    };
+    // About 24 KB of output, 250 KB as CRI records.
+    s.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: chatty}}\nspec:\n  restartPolicy: Never\n  containers:\n  - {{name: app, image: {image}, imagePullPolicy: Never, command: [sh, -c, 'i=0; while [ $i -lt 5000 ]; do i=$((i+1)); echo $i; done']}}\n"
+    ));
+    let pod = s.wait_phase("chatty", "Succeeded", 60);
+    let logs = s.kubectl_ok(&["logs", "chatty"]);
+    // The newest lines, without a gap, up to the last; the oldest are gone.
+    let numbers: Vec<u32> = logs.lines().map(|l| l.parse().unwrap()).collect();
+    let first = numbers[0];
+    assert!(
+        first > 1 && logs.len() <= 2 * 4096,
+        "{} bytes: {logs}",
+        logs.len()
+    );
+    assert_eq!(numbers, (first..=5000).collect::<Vec<_>>());
+    // On disk: at most max_files files of at most max_size each.
+    let uid = pod["metadata"]["uid"].as_str().unwrap();
+    let log = bramble::kubelet::log_path(&s.data_dir(), uid, "app", 0);
+    let files: Vec<(String, u64)> = std::fs::read_dir(log.parent().unwrap())
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().unwrap().len(),
+            )
+        })
+        .collect();
+    assert!(
+        files.len() <= 2 && files.iter().all(|(_, len)| *len <= 4096),
+        "{files:?}"
+    );
 }
