@@ -23,7 +23,7 @@ usage:
   bramble kubeconfig [--data-dir DIR] [--server URL]
   bramble check [--data-dir DIR] [--board NAME]
   bramble export [--data-dir DIR] [--server URL] > cluster.yaml
-  bramble network cleanup [--bridge NAME] [--cluster-cidr CIDR]
+  bramble network cleanup [--bridge NAME] [--cluster-cidr CIDR] [--data-dir DIR]
   bramble image import FILE|pull REF|ls|rm REF|export REF FILE [--data-dir DIR]
   bramble version
 
@@ -254,25 +254,39 @@ fn bridge_name(name: &str) -> Result<String, Error> {
 /// other boards' pods.
 fn network_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
     let mut bridge = DEFAULT_BRIDGE.to_string();
-    let mut cluster: crate::net::Cidr = "10.42.0.0/16".parse()?;
+    let mut cluster: Option<crate::net::Cidr> = None;
+    let mut data_dir: PathBuf = DEFAULT_DATA_DIR.into();
     let mut cleanup = false;
     while let Some(arg) = p.next()? {
         match arg {
             Value(v) if v == "cleanup" => cleanup = true,
             Long("bridge") => bridge = bridge_name(&p.value()?.string()?)?,
+            Long("data-dir") => data_dir = p.value()?.into(),
             Long("cluster-cidr") => {
-                cluster = p
-                    .value()?
-                    .string()?
-                    .parse()
-                    .map_err(|e: String| format!("--cluster-cidr: {e}"))?
+                cluster = Some(
+                    p.value()?
+                        .string()?
+                        .parse()
+                        .map_err(|e: String| format!("--cluster-cidr: {e}"))?,
+                )
             }
             _ => return Err(arg.unexpected().into()),
         }
     }
     if !cleanup {
-        return Err("usage: bramble network cleanup [--bridge NAME] [--cluster-cidr CIDR]".into());
+        return Err(
+            "usage: bramble network cleanup [--bridge NAME] [--cluster-cidr CIDR] [--data-dir DIR]"
+                .into(),
+        );
     }
+    // An agent keeps the cluster CIDR the server gave it.
+    let cluster = match cluster {
+        Some(c) => c,
+        None => std::fs::read_to_string(crate::cluster::agent::cluster_cidr_file(&data_dir))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or("10.42.0.0/16".parse()?),
+    };
     // No nodes: no routes to other boards' pods.
     crate::net::routes::sync(&[], "", &cluster)?;
     crate::net::proxy::remove_table(&bridge)?;

@@ -160,7 +160,7 @@ pub fn run(cfg: Config) -> Result<(), AgentError> {
                 ex: ex.clone(),
                 node_name: cfg.node_name.clone(),
                 bridge: cfg.bridge.clone(),
-                cidr_file: cfg.data_dir.join("cluster/cluster-cidr"),
+                cidr_file: cluster_cidr_file(&cfg.data_dir),
                 cluster_cidr: Cell::new(None),
             };
             // After a restart the network runs before the server is back.
@@ -293,6 +293,12 @@ async fn identity(cfg: &Config) -> Result<Identity, AgentError> {
             other.name()
         ))),
     }
+}
+
+/// Where an agent keeps the server's cluster CIDR, for restarts while the
+/// server is away and for `bramble network cleanup`.
+pub fn cluster_cidr_file(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("cluster/cluster-cidr")
 }
 
 /// What the link serves on this board.

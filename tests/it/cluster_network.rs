@@ -103,6 +103,25 @@ fn ip_text(ns: Option<&str>, args: &[&str]) -> String {
     String::from_utf8(cmd.args(args).output().unwrap().stdout).unwrap()
 }
 
+/// What a board's namespace shows of the network: link names, routes and
+/// the nftables ruleset.
+fn board_state(ns: &str) -> (Vec<String>, String, String) {
+    let links = ip_text(Some(ns), &["-o", "link"])
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .collect();
+    let nft = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "list", "ruleset"])
+        .output()
+        .unwrap();
+    (
+        links,
+        ip_text(Some(ns), &["route"]),
+        String::from_utf8(nft.stdout).unwrap(),
+    )
+}
+
 /// (pod name, node, pod IP) of the Running kubia pods.
 fn kubia_pods(s: &Server) -> Vec<(String, String, String)> {
     let v: Value =
@@ -163,6 +182,7 @@ fn kubia_spreads_over_boards_behind_a_node_port_and_pods_talk_across_boards() {
         return;
     };
     let net = Net::new(2);
+    let before = board_state(&net.namespaces[0]);
     let dir = TempDir::new("crossnet-timings");
     let config = dir.0.join("board.toml");
     std::fs::write(
@@ -320,5 +340,47 @@ fn kubia_spreads_over_boards_behind_a_node_port_and_pods_talk_across_boards() {
         let on0 = ip_text(Some(&net.namespaces[0]), &["route", "show", "proto", "187"]);
         (!host.contains(&b1) && !on0.contains(&b1)).then_some(())
     });
+
+    // Everything deleted: board-0 has no pod veth, address or service rule
+    // left; after `bramble network cleanup` its namespace is as before.
+    server.kubectl_ok(&["delete", "deployment", "kubia"]);
+    server.kubectl_ok(&["delete", "svc", "kubia"]);
+    server.kubectl_ok(&["delete", "pod", "client", "--grace-period=0"]);
+    let ipam = agents[0].data_dir().join("net/ipam/bramble0");
+    wait_for(60, "board-0's pods, veths and addresses gone", || {
+        let (links, _, rules) = board_state(&net.namespaces[0]);
+        let addresses = std::fs::read_dir(&ipam)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .parse::<std::net::Ipv4Addr>()
+                    .is_ok()
+            })
+            .count();
+        (links.len() == before.0.len() + 1 && !rules.contains("dnat to") && addresses == 0)
+            .then_some(())
+    });
+    agents[0].terminate();
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", net.namespaces[0]))
+        .args([
+            "--",
+            crate::support::bramble(),
+            "network",
+            "cleanup",
+            "--data-dir",
+        ])
+        .arg(agents[0].data_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(board_state(&net.namespaces[0]), before);
     drop(agents);
 }
