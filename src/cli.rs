@@ -10,25 +10,27 @@ const USAGE: &str = "bramble: a Kubernetes-style orchestrator for small boards
 usage:
   bramble server [--data-dir DIR] [--listen ADDR:PORT] [--node-name NAME]
                  [--tls-san NAME]... [--service-cidr CIDR] [--registries FILE]
-                 [--cluster-cidr CIDR] [--bridge NAME]
+                 [--cluster-cidr CIDR] [--bridge NAME] [--node-ip ADDR]
                  [--board NAME] [--config FILE] [--max-pods N]
                  [--reserved-memory QUANTITY] [--node-label KEY=VALUE]...
                  [--cluster-listen ADDR:PORT] [--control-plane-only]
   bramble agent --server HOST:PORT --token TOKEN [--data-dir DIR]
-                [--node-name NAME] [--registries FILE] [--board NAME]
+                [--node-name NAME] [--node-ip ADDR] [--bridge NAME]
+                [--registries FILE] [--board NAME]
                 [--config FILE] [--max-pods N] [--reserved-memory QUANTITY]
                 [--node-label KEY=VALUE]...
   bramble token [--data-dir DIR]
   bramble kubeconfig [--data-dir DIR] [--server URL]
   bramble check [--data-dir DIR] [--board NAME]
   bramble export [--data-dir DIR] [--server URL] > cluster.yaml
-  bramble network cleanup [--bridge NAME] [--cluster-cidr CIDR]
+  bramble network cleanup [--bridge NAME] [--cluster-cidr CIDR] [--data-dir DIR]
   bramble image import FILE|pull REF|ls|rm REF|export REF FILE [--data-dir DIR]
   bramble version
 
 defaults: --data-dir /var/lib/bramble, --listen 0.0.0.0:6443,
           --cluster-listen 0.0.0.0:6444 (where agents connect),
-          --node-name the hostname, --service-cidr 10.43.0.0/16,
+          --node-name the hostname, --node-ip the first non-loopback
+          address (where other boards reach this one's pods), --service-cidr 10.43.0.0/16,
           --cluster-cidr 10.42.0.0/16 (a /24 of it per node), --bridge bramble0
           (the pods' bridge; the nftables table `ip NAME` has the same name;
           servers sharing a machine need their own --bridge and --cluster-cidr),
@@ -177,6 +179,7 @@ fn server_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
         registries: "/etc/bramble/registries.yaml".into(),
         cluster_listen: "0.0.0.0:6444".parse()?,
         control_plane_only: false,
+        node_ip: None,
     };
     let mut board = BoardFlags::default();
     while let Some(arg) = p.next()? {
@@ -205,6 +208,7 @@ fn server_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
                     .map_err(|e: String| format!("--cluster-cidr: {e}"))?
             }
             Long("bridge") => cfg.network.bridge = bridge_name(&p.value()?.string()?)?,
+            Long("node-ip") => cfg.node_ip = Some(node_ip(&p.value()?.string()?)?),
             Long("help") | Short('h') => {
                 println!("{USAGE}");
                 return Ok(());
@@ -222,6 +226,11 @@ fn server_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
 }
 
 const DEFAULT_BRIDGE: &str = "bramble0";
+
+fn node_ip(v: &str) -> Result<std::net::IpAddr, Error> {
+    v.parse()
+        .map_err(|_| format!("--node-ip {v:?}: want an IP address, e.g. 192.168.1.20").into())
+}
 
 /// A Linux interface name that is also a plain nftables table name.
 fn bridge_name(name: &str) -> Result<String, Error> {
@@ -245,25 +254,39 @@ fn bridge_name(name: &str) -> Result<String, Error> {
 /// other boards' pods.
 fn network_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
     let mut bridge = DEFAULT_BRIDGE.to_string();
-    let mut cluster: crate::net::Cidr = "10.42.0.0/16".parse()?;
+    let mut cluster: Option<crate::net::Cidr> = None;
+    let mut data_dir: PathBuf = DEFAULT_DATA_DIR.into();
     let mut cleanup = false;
     while let Some(arg) = p.next()? {
         match arg {
             Value(v) if v == "cleanup" => cleanup = true,
             Long("bridge") => bridge = bridge_name(&p.value()?.string()?)?,
+            Long("data-dir") => data_dir = p.value()?.into(),
             Long("cluster-cidr") => {
-                cluster = p
-                    .value()?
-                    .string()?
-                    .parse()
-                    .map_err(|e: String| format!("--cluster-cidr: {e}"))?
+                cluster = Some(
+                    p.value()?
+                        .string()?
+                        .parse()
+                        .map_err(|e: String| format!("--cluster-cidr: {e}"))?,
+                )
             }
             _ => return Err(arg.unexpected().into()),
         }
     }
     if !cleanup {
-        return Err("usage: bramble network cleanup [--bridge NAME] [--cluster-cidr CIDR]".into());
+        return Err(
+            "usage: bramble network cleanup [--bridge NAME] [--cluster-cidr CIDR] [--data-dir DIR]"
+                .into(),
+        );
     }
+    // An agent keeps the cluster CIDR the server gave it.
+    let cluster = match cluster {
+        Some(c) => c,
+        None => std::fs::read_to_string(crate::cluster::agent::cluster_cidr_file(&data_dir))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or("10.42.0.0/16".parse()?),
+    };
     // No nodes: no routes to other boards' pods.
     crate::net::routes::sync(&[], "", &cluster)?;
     crate::net::proxy::remove_table(&bridge)?;
@@ -277,9 +300,12 @@ fn agent_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
     let mut node_name = node::hostname();
     let mut registries: PathBuf = "/etc/bramble/registries.yaml".into();
     let mut board = BoardFlags::default();
+    let (mut bridge, mut node_ip_flag) = (DEFAULT_BRIDGE.to_string(), None);
     while let Some(arg) = p.next()? {
         match arg {
             Long("server") => server = Some(p.value()?.string()?),
+            Long("bridge") => bridge = bridge_name(&p.value()?.string()?)?,
+            Long("node-ip") => node_ip_flag = Some(node_ip(&p.value()?.string()?)?),
             Long("token") => token = Some(p.value()?.string()?),
             Long("data-dir") => data_dir = p.value()?.into(),
             Long("node-name") => node_name = p.value()?.string()?.to_lowercase(),
@@ -313,6 +339,8 @@ fn agent_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
         node_name,
         board: board.settings()?,
         registries,
+        bridge,
+        node_ip: node_ip_flag,
     })?;
     Ok(())
 }

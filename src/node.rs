@@ -88,6 +88,9 @@ pub struct Facts {
     pub reserved_memory: u64,
     /// From the board config and --node-label; the well-known labels win.
     pub labels: std::collections::BTreeMap<String, String>,
+    /// --node-ip: the address other boards reach this one at; by default
+    /// the machine's first non-loopback address.
+    pub node_ip: Option<IpAddr>,
 }
 
 /// The Node object for this board, Ready.
@@ -98,8 +101,10 @@ pub fn node_object(f: &Facts) -> Value {
     let memory = meminfo_bytes("MemTotal").unwrap_or(0);
     let storage = disk_bytes(&f.data_dir);
     let now = crate::model::now();
-    let mut addresses: Vec<Value> = addresses()
-        .iter()
+    let mut addresses: Vec<Value> = f
+        .node_ip
+        .into_iter()
+        .chain(addresses())
         .take(1)
         .map(|ip| json!({"type": "InternalIP", "address": ip.to_string()}))
         .collect();
@@ -288,8 +293,13 @@ mod tests {
             labels: [("bramble.io/board", "pi"), ("kubernetes.io/os", "windows")]
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .into(),
+            node_ip: Some("192.168.7.9".parse().unwrap()),
         };
         let n = node_object(&f);
+        assert_eq!(
+            n["status"]["addresses"][0],
+            json!({"type": "InternalIP", "address": "192.168.7.9"})
+        );
         assert_eq!(n["metadata"]["labels"]["kubernetes.io/hostname"], "board-1");
         assert_eq!(n["metadata"]["labels"]["kubernetes.io/arch"], go_arch());
         assert_eq!(n["metadata"]["labels"]["bramble.io/board"], "pi");

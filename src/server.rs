@@ -26,6 +26,8 @@ pub struct Config {
     pub service_cidr: net::Cidr,
     /// The pod network: bridge/table name and cluster CIDR.
     pub network: net::Names,
+    /// --node-ip: this board's address for other boards.
+    pub node_ip: Option<std::net::IpAddr>,
     /// What --board, --config and the flags resolved to.
     pub board: crate::config::Settings,
     /// k3s-style registries.yaml; a missing file means no mirrors or credentials.
@@ -153,7 +155,7 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         &cfg.board,
         &cfg.registries,
         &store,
-        Some(cfg.network.clone()),
+        Some(cfg.network.bridge.clone()),
     )?;
     let kl = board.kubelet.clone();
     let cluster = crate::cluster::server::Cluster::start(
@@ -161,6 +163,7 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         cfg.cluster_listen,
         store.clone(),
         &cfg.node_name,
+        cfg.network.cluster_cidr,
     )
     .map_err(|e| ServerError::Listen(e.to_string()))?;
     let ex = Rc::new(LocalExecutor::new());
@@ -215,25 +218,7 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
             cfg.network.cluster_cidr,
         ))
         .detach();
-        ex.spawn(net::proxy::run(
-            store.clone(),
-            net::proxy::NodeNet {
-                table: cfg.network.bridge.clone(),
-                bridge: cfg.network.bridge.clone(),
-                cluster_cidr: cfg.network.cluster_cidr,
-                pod_cidr: None,
-                node_ips: vec![std::net::Ipv4Addr::LOCALHOST],
-            },
-            cfg.node_name.clone(),
-        ))
-        .detach();
-        ex.spawn(pods_dns(
-            store.clone(),
-            ex.clone(),
-            cfg.network.bridge.clone(),
-            cfg.node_name.clone(),
-        ))
-        .detach();
+        net::spawn(&ex, &store, &cfg.network, &cfg.node_name);
         board.spawn(&ex, &store);
         ex.spawn(cluster.run(ex.clone())).detach();
         let (calls_tx, calls_rx) = smol::channel::bounded(64);
@@ -303,6 +288,7 @@ fn register_node(store: &Store, cfg: &Config) -> Result<(), StoreError> {
         max_pods: cfg.board.max_pods,
         reserved_memory: cfg.board.reserved_memory,
         labels: cfg.board.labels.clone(),
+        node_ip: cfg.node_ip,
     };
     let mut fresh = node::node_object(&facts);
     if cfg.control_plane_only {
@@ -332,7 +318,7 @@ impl Board {
         settings: &crate::config::Settings,
         registries: &Path,
         store: &Rc<Store>,
-        network: Option<net::Names>,
+        pod_bridge: Option<String>,
     ) -> Result<Board, ServerError> {
         let registries = match registries.exists() {
             true => crate::image::Registries::load(registries).map_err(ServerError::Images)?,
@@ -366,7 +352,7 @@ impl Board {
             log_max_bytes: settings.log_max_bytes,
             log_max_files: settings.log_max_files,
             credentials,
-            network,
+            pod_bridge,
         };
         let kubelet = kubelet::Kubelet::new(store.clone(), kubelet_cfg, link, images.clone());
         Ok(Board {
@@ -450,33 +436,6 @@ async fn import_folder(images: Arc<crate::image::ImageStore>, folder: PathBuf) {
             None => {}
         }
         smol::Timer::after(IMPORT_SCAN_PERIOD).await;
-    }
-}
-
-/// Serves DNS to the pods on the bridge address once this node has a pod CIDR.
-async fn pods_dns(
-    store: Rc<Store>,
-    ex: Rc<LocalExecutor<'static>>,
-    bridge: String,
-    node_name: String,
-) {
-    let cidr = loop {
-        if let Some(c) = store
-            .get(res("Node"), "", &node_name)
-            .and_then(|n| net::pod_cidr_of(&n.value()))
-        {
-            break c;
-        }
-        smol::Timer::after(std::time::Duration::from_secs(1)).await;
-    };
-    let b = bridge.clone();
-    if let Err(e) = smol::unblock(move || net::cni::ensure_bridge(&b, &cidr)).await {
-        log::error!("no DNS for pods: {e}");
-        return;
-    }
-    let addr = std::net::SocketAddr::from((cidr.host(1), 53));
-    if let Err(e) = net::dns::serve(store, ex, addr).await {
-        log::error!("{e}");
     }
 }
 

@@ -173,12 +173,7 @@ pub fn run() {
     let addr = format!("127.0.0.1:{cluster_port}");
     let (d, _) = Daemon::start_with("cluster", &["--cluster-listen", &addr]);
     d.cordon();
-    let out = std::process::Command::new(super::bin())
-        .args(["token", "--data-dir"])
-        .arg(d.dir.join("data"))
-        .output()
-        .unwrap();
-    let token: Token = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let token: Token = d.join_token().parse().unwrap();
     let rss_before = proc_field(d.pid(), "status", "VmRSS");
     let (bytes, synced, stop) = (
         Arc::new(AtomicU64::new(0)),

@@ -242,6 +242,16 @@ impl Daemon {
     }
 
     /// Imports an image archive into this daemon's data dir.
+    /// `bramble token`: what an agent joins this server with.
+    fn join_token(&self) -> String {
+        let out = Command::new(bin())
+            .args(["token", "--data-dir"])
+            .arg(self.dir.join("data"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     fn import(&self, archive: &std::path::Path) {
         let ok = Command::new(bin())
             .args(["image", "import"])

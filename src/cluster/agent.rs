@@ -11,6 +11,7 @@
 
 use serde_json::Value;
 use smol::Async;
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
@@ -20,9 +21,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::join::{Identity, JoinError};
-use super::protocol::{self, MIRRORED_KINDS, Message};
+use super::protocol::{self, CLUSTER_KINDS, Message, NODE_KINDS};
 use super::tls::{self, Link, LinkError, Token};
 use crate::model::res;
+use crate::net::Cidr;
 use crate::server::{Board, ServerError};
 use crate::store::{EventType, Store, StoreError};
 
@@ -42,6 +44,10 @@ pub struct Config {
     pub node_name: String,
     pub board: crate::config::Settings,
     pub registries: PathBuf,
+    /// The pods' bridge (and nftables table) on this board.
+    pub bridge: String,
+    /// --node-ip: where other boards reach this one.
+    pub node_ip: Option<std::net::IpAddr>,
 }
 
 #[derive(Debug)]
@@ -111,8 +117,7 @@ pub fn run(cfg: Config) -> Result<(), AgentError> {
         &cfg.board,
         &cfg.registries,
         &store,
-        // The pod network on agents comes with their --bridge (issue #7).
-        None,
+        Some(cfg.bridge.clone()),
     )
     .map_err(AgentError::Server)?;
     let ex = Rc::new(async_executor::LocalExecutor::new());
@@ -136,6 +141,7 @@ pub fn run(cfg: Config) -> Result<(), AgentError> {
             max_pods: cfg.board.max_pods,
             reserved_memory: cfg.board.reserved_memory,
             labels: cfg.board.labels.clone(),
+            node_ip: cfg.node_ip,
         };
         crate::node::register(&store, crate::node::node_object(&facts))?;
         let kubelet = board.kubelet.clone();
@@ -152,7 +158,18 @@ pub fn run(cfg: Config) -> Result<(), AgentError> {
                 store: store.clone(),
                 kubelet,
                 ex: ex.clone(),
+                node_name: cfg.node_name.clone(),
+                bridge: cfg.bridge.clone(),
+                cidr_file: cluster_cidr_file(&cfg.data_dir),
+                cluster_cidr: Cell::new(None),
             };
+            // After a restart the network runs before the server is back.
+            if let Some(cidr) = std::fs::read_to_string(&board.cidr_file)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+            {
+                board.network(cidr);
+            }
             async move {
                 let e = connect_loop(&cfg, &board).await;
                 let _ = fatal_tx.send(e).await;
@@ -278,14 +295,54 @@ async fn identity(cfg: &Config) -> Result<Identity, AgentError> {
     }
 }
 
+/// Where an agent keeps the server's cluster CIDR, for restarts while the
+/// server is away and for `bramble network cleanup`.
+pub fn cluster_cidr_file(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("cluster/cluster-cidr")
+}
+
 /// What the link serves on this board.
 struct Local {
     store: Rc<Store>,
     kubelet: Rc<crate::kubelet::Kubelet>,
     ex: Rc<async_executor::LocalExecutor<'static>>,
+    node_name: String,
+    bridge: String,
+    /// Where the server's cluster CIDR is kept for restarts while it is away.
+    cidr_file: PathBuf,
+    /// The cluster CIDR this board's network runs with, once known.
+    cluster_cidr: Cell<Option<Cidr>>,
 }
 
 impl Local {
+    /// Runs the pod network's rules, routes and DNS once the cluster CIDR
+    /// is known, and keeps it for the next start.
+    fn network(&self, cidr: Cidr) {
+        match self.cluster_cidr.get() {
+            Some(running) if running == cidr => {}
+            Some(running) => log::warn!(
+                "the server's cluster CIDR is now {cidr} but this board's network runs {running}: restart the agent to follow"
+            ),
+            None => {
+                self.cluster_cidr.set(Some(cidr));
+                let names = crate::net::Names {
+                    bridge: self.bridge.clone(),
+                    cluster_cidr: cidr,
+                };
+                crate::net::spawn(&self.ex, &self.store, &names, &self.node_name);
+            }
+        }
+        let text = cidr.to_string();
+        if std::fs::read_to_string(&self.cidr_file).ok().as_deref() != Some(text.as_str())
+            && let Err(e) = crate::pki::write_secret(&self.cidr_file, &text)
+        {
+            log::warn!(
+                "keeping the cluster CIDR in {}: {e}",
+                self.cidr_file.display()
+            );
+        }
+    }
+
     /// Starts streaming a container's log for the server; the first
     /// message to send back says whether it began.
     fn log(
@@ -469,6 +526,13 @@ async fn connect(cfg: &Config, board: &Local) -> Result<(), AgentError> {
                     Err(e) => vec![Message::StreamEnd { id, error: Some(e) }],
                 }
             }
+            Step::In(Ok(Message::ClusterNetwork { cluster_cidr })) => {
+                let cidr = cluster_cidr
+                    .parse()
+                    .map_err(|e| AgentError::Protocol(format!("the server's cluster CIDR: {e}")))?;
+                board.network(cidr);
+                Vec::new()
+            }
             Step::In(Ok(Message::StreamCancel { id })) => {
                 if let Some(c) = streams.remove(&id) {
                     c.store(true, Ordering::Relaxed);
@@ -493,6 +557,15 @@ async fn connect(cfg: &Config, board: &Local) -> Result<(), AgentError> {
     }
 }
 
+/// The kind's static name if the server may send it.
+fn mirrored(kind: &str) -> Option<&'static str> {
+    NODE_KINDS
+        .iter()
+        .chain(CLUSTER_KINDS.iter())
+        .find(|k| **k == kind)
+        .copied()
+}
+
 /// The local copy of what the server assigned to this node.
 struct Mirror {
     store: Rc<Store>,
@@ -510,7 +583,7 @@ impl Mirror {
     fn apply(&mut self, msg: Message) -> Result<Vec<Message>, AgentError> {
         match msg {
             Message::Upsert { kind, json } => {
-                let Some(kind) = MIRRORED_KINDS.iter().find(|k| **k == kind) else {
+                let Some(kind) = mirrored(&kind) else {
                     log::warn!("ignoring an object of kind {kind} from the server");
                     return Ok(Vec::new());
                 };
@@ -528,7 +601,11 @@ impl Mirror {
                 if let Some(seen) = &mut self.syncing {
                     seen.insert((kind.to_string(), ns.clone(), name.clone()));
                 }
-                if *kind == "Pod"
+                if kind == "Node" && name == self.node {
+                    self.take_pod_cidr(&v);
+                    return Ok(Vec::new());
+                }
+                if kind == "Pod"
                     && let Some(local) = self.store.get(res("Pod"), &ns, &name)
                 {
                     let uid = crate::model::meta_str(&v, "uid").unwrap_or_default();
@@ -549,19 +626,26 @@ impl Mirror {
                 namespace,
                 name,
             } => {
-                if let Some(kind) = MIRRORED_KINDS.iter().find(|k| **k == kind) {
+                if let Some(kind) = mirrored(&kind)
+                    && !(kind == "Node" && name == self.node)
+                {
                     self.remove_local(kind, &namespace, &name);
                 }
                 Ok(Vec::new())
             }
             Message::SyncEnd => {
                 let seen = self.syncing.take().unwrap_or_default();
-                for kind in MIRRORED_KINDS {
+                for kind in NODE_KINDS.iter().chain(CLUSTER_KINDS.iter()) {
                     for o in self.store.list(res(kind), None) {
                         let key = (kind.to_string(), o.namespace.clone(), o.name.clone());
-                        if !seen.contains(&key) && (kind != "Pod" || o.node_name == self.node) {
+                        let ours = match *kind {
+                            "Pod" => o.node_name == self.node,
+                            "Node" => o.name != self.node,
+                            _ => true,
+                        };
+                        if !seen.contains(&key) && ours {
                             log::info!(
-                                "{kind} {}/{} is no longer assigned to this board: removing it",
+                                "{kind} {}/{} is no longer the server's for this board: removing it",
                                 o.namespace,
                                 o.name
                             );
@@ -590,6 +674,27 @@ impl Mirror {
                 "unexpected {} from the server",
                 other.name()
             ))),
+        }
+    }
+
+    /// The pod CIDR the server gave this node, into the local Node (whose
+    /// status this board writes): the kubelet and DNS wait for it.
+    fn take_pod_cidr(&self, from_server: &Value) {
+        let Some(mut local) = self
+            .store
+            .get(res("Node"), "", &self.node)
+            .map(|n| n.value())
+        else {
+            return;
+        };
+        let spec = &from_server["spec"];
+        if spec["podCIDR"].is_null() || local["spec"]["podCIDR"] == spec["podCIDR"] {
+            return;
+        }
+        local["spec"]["podCIDR"] = spec["podCIDR"].clone();
+        local["spec"]["podCIDRs"] = spec["podCIDRs"].clone();
+        if let Err(e) = self.store.update(res("Node"), local) {
+            log::warn!("taking the pod CIDR {}: {e}", spec["podCIDR"]);
         }
     }
 

@@ -10,17 +10,42 @@ use serde::{Deserialize, Serialize};
 
 use crate::runtime::frame::{self, FrameError};
 
-/// Bumped when a change is not an appended variant.
-pub const VERSION: u32 = 1;
+/// Bumped when a change is not an appended variant, or when a peer must
+/// understand a new variant to work at all (2: `ClusterNetwork`).
+pub const VERSION: u32 = 2;
 
 /// The largest frame either side accepts: a Secret of 1 MiB, base64 in JSON,
 /// fits; anything bigger is a broken or hostile peer, refused before any
 /// memory is allocated for it.
 pub const MAX_FRAME: usize = 2 << 20;
 
-/// The kinds of object a server sends to an agent: the pods bound to its
-/// node and what their volumes and env read.
-pub const MIRRORED_KINDS: [&str; 3] = ["Pod", "ConfigMap", "Secret"];
+/// The kinds of object a server sends to an agent for its node: the pods
+/// bound to it and what their volumes and env read.
+pub const NODE_KINDS: [&str; 3] = ["Pod", "ConfigMap", "Secret"];
+
+/// The kinds every agent gets whole, for the pod network: Services and
+/// their EndpointSlices (rules, DNS, service variables) and the Nodes' pod
+/// CIDRs and addresses (routes), as [`network_view`] trims them.
+pub const CLUSTER_KINDS: [&str; 3] = ["Service", "EndpointSlice", "Node"];
+
+/// What an agent keeps of a Node: what routes to its pods need (name,
+/// labels, pod CIDRs, addresses), so that heartbeats and conditions, which
+/// change often, travel to no other board.
+pub fn network_view(node: &serde_json::Value) -> serde_json::Value {
+    let pick = |v: &serde_json::Value, keys: &[&str]| {
+        let kept = keys
+            .iter()
+            .filter_map(|k| Some((k.to_string(), v.get(*k).filter(|x| !x.is_null())?.clone())));
+        serde_json::Value::Object(kept.collect())
+    };
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": pick(&node["metadata"], &["name", "uid", "labels"]),
+        "spec": pick(&node["spec"], &["podCIDR", "podCIDRs"]),
+        "status": pick(&node["status"], &["addresses"]),
+    })
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Message {
@@ -101,6 +126,9 @@ pub enum Message {
         code: Option<i32>,
         signal: Option<i32>,
     },
+    /// Server → agent, right after Welcome: the cluster CIDR (every node's
+    /// pod CIDR is a part of it), for the agent's routes and masquerading.
+    ClusterNetwork { cluster_cidr: String },
 }
 
 impl Message {
@@ -126,6 +154,7 @@ impl Message {
             Message::ExecRequest { .. } => "ExecRequest",
             Message::ExecOutput { .. } => "ExecOutput",
             Message::ExecExit { .. } => "ExecExit",
+            Message::ClusterNetwork { .. } => "ClusterNetwork",
         }
     }
 }
@@ -210,6 +239,25 @@ mod tests {
         .unwrap();
         // length, variant 0, varint version, string.
         assert_eq!(bytes, [0, 0, 0, 5, 0, 7, 2, b'p', b'i']);
+    }
+
+    #[test]
+    fn agents_get_of_a_node_only_what_routes_need() {
+        let node = serde_json::json!({
+            "metadata": {"name": "pi-2", "uid": "u", "resourceVersion": "9"},
+            "spec": {"podCIDR": "10.42.2.0/24", "taints": [{"key": "k", "effect": "NoSchedule"}]},
+            "status": {"addresses": [{"type": "InternalIP", "address": "192.168.1.7"}],
+                       "conditions": [{"type": "Ready", "lastHeartbeatTime": "t"}]},
+        });
+        assert_eq!(
+            network_view(&node),
+            serde_json::json!({
+                "apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": "pi-2", "uid": "u"},
+                "spec": {"podCIDR": "10.42.2.0/24"},
+                "status": {"addresses": [{"type": "InternalIP", "address": "192.168.1.7"}]},
+            })
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::join::{JoinError, Registry};
-use super::protocol::{self, MIRRORED_KINDS, Message};
+use super::protocol::{self, CLUSTER_KINDS, Message, NODE_KINDS};
 use super::tls::{self, Link, LinkError, TlsError};
 use crate::model::{self, res};
 use crate::store::{EventType, Object, Store, WatchEvent};
@@ -75,6 +75,7 @@ impl Cluster {
         listen: SocketAddr,
         store: Rc<Store>,
         own_node: &str,
+        cluster_cidr: crate::net::Cidr,
     ) -> Result<Cluster, ClusterError> {
         let creds = crate::pki::ensure(data_dir).map_err(ClusterError::Pki)?;
         let serving = crate::pki::serving_cert(data_dir, &[tls::SERVER_NAME.to_string()])
@@ -92,6 +93,7 @@ impl Cluster {
         let hub = Rc::new(Hub {
             store,
             own_node: own_node.to_string(),
+            cluster_cidr,
             registry: RefCell::new(registry),
             links: RefCell::default(),
             next_id: Default::default(),
@@ -147,6 +149,7 @@ struct Hub {
     store: Rc<Store>,
     /// The server's own board, which no agent may claim to be.
     own_node: String,
+    cluster_cidr: crate::net::Cidr,
     registry: RefCell<Registry>,
     /// Connected nodes: connection id and its outbox.
     links: RefCell<HashMap<String, (u64, smol::channel::Sender<Message>)>>,
@@ -474,6 +477,10 @@ async fn session(hub: &Rc<Hub>, mut link: Link, node: String) -> Result<(), Conn
             version: protocol::VERSION,
         })
         .await?;
+        link.send(&Message::ClusterNetwork {
+            cluster_cidr: hub.cluster_cidr.to_string(),
+        })
+        .await?;
         for msg in snapshot {
             link.send(&msg).await?;
         }
@@ -671,14 +678,24 @@ pub fn references(pod: &Value) -> BTreeSet<(&'static str, String)> {
 }
 
 fn upsert(obj: &Object) -> Message {
+    let json = match obj.resource.kind {
+        "Node" => protocol::network_view(&obj.value()).to_string(),
+        _ => obj.raw.to_string(),
+    };
     Message::Upsert {
         kind: obj.resource.kind.to_string(),
-        json: obj.raw.to_string(),
+        json,
     }
 }
 
-/// Every pod bound to `node` and everything they read, referenced objects first.
+/// What the agent of `node` holds: the cluster-wide network objects, then
+/// every pod bound to it and everything they read, referenced objects first.
 fn full_set(store: &Store, node: &str) -> Vec<Message> {
+    let mut out: Vec<Message> = CLUSTER_KINDS
+        .iter()
+        .flat_map(|kind| store.list(res(kind), None))
+        .map(|o| upsert(&o))
+        .collect();
     let pods: Vec<_> = store
         .list(res("Pod"), None)
         .into_iter()
@@ -690,11 +707,11 @@ fn full_set(store: &Store, node: &str) -> Vec<Message> {
             refs.insert((kind, p.namespace.clone(), name));
         }
     }
-    let mut out: Vec<Message> = refs
-        .iter()
-        .filter_map(|(kind, ns, name)| store.get(res(kind), ns, name))
-        .map(|o| upsert(&o))
-        .collect();
+    out.extend(
+        refs.iter()
+            .filter_map(|(kind, ns, name)| store.get(res(kind), ns, name))
+            .map(|o| upsert(&o)),
+    );
     out.extend(pods.iter().map(|p| upsert(p)));
     out
 }
@@ -711,9 +728,9 @@ fn desired(obj: &Object) -> Value {
 
 /// Sends each store change to the boards it concerns.
 async fn route_changes(hub: Rc<Hub>) {
-    let kinds: Vec<_> = ["Node"]
+    let kinds: Vec<_> = NODE_KINDS
         .iter()
-        .chain(MIRRORED_KINDS.iter())
+        .chain(CLUSTER_KINDS.iter())
         .map(|k| res(k))
         .collect();
     loop {
@@ -731,19 +748,34 @@ async fn route_changes(hub: Rc<Hub>) {
 
 fn route(hub: &Hub, ev: &WatchEvent) {
     let obj = &ev.object;
-    let remove = |node: &str| {
-        hub.send(
-            node,
-            Message::Remove {
-                kind: obj.resource.kind.to_string(),
-                namespace: obj.namespace.clone(),
-                name: obj.name.clone(),
-            },
-        )
+    let removed = || Message::Remove {
+        kind: obj.resource.kind.to_string(),
+        namespace: obj.namespace.clone(),
+        name: obj.name.clone(),
+    };
+    let remove = |node: &str| hub.send(node, removed());
+    let broadcast = |msg: Message| {
+        let nodes: Vec<String> = hub.links.borrow().keys().cloned().collect();
+        for node in nodes {
+            hub.send(&node, msg.clone());
+        }
     };
     match obj.resource.kind {
-        "Node" if ev.kind == EventType::Deleted => revoke(hub, &obj.name),
-        "Node" => {}
+        "Node" if ev.kind == EventType::Deleted => {
+            revoke(hub, &obj.name);
+            broadcast(removed());
+        }
+        // Heartbeats and conditions are not news to other boards.
+        "Node" => {
+            let view = |o: &Object| protocol::network_view(&o.value());
+            if ev.prev.as_deref().map(view) != Some(view(obj)) {
+                broadcast(upsert(obj));
+            }
+        }
+        "Service" | "EndpointSlice" => match ev.kind {
+            EventType::Deleted => broadcast(removed()),
+            _ => broadcast(upsert(obj)),
+        },
         "Pod" => {
             let before = ev.prev.as_ref().map(|p| p.node_name.as_str()).unwrap_or("");
             if !before.is_empty() && before != obj.node_name {

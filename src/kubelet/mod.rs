@@ -42,8 +42,8 @@ pub struct Config {
     pub log_max_files: u32,
     /// From the registries file; pods' pull secrets are added per pull.
     pub credentials: crate::image::Credentials,
-    /// The pod network's names; None: pods get loopback only.
-    pub network: Option<crate::net::Names>,
+    /// The pods' bridge; None: pods get loopback only.
+    pub pod_bridge: Option<String>,
 }
 
 /// What the kubelet knows of one container beyond the runtime.
@@ -139,9 +139,9 @@ impl Kubelet {
     pub fn new(store: Rc<Store>, cfg: Config, link: Link, images: Arc<ImageStore>) -> Rc<Kubelet> {
         let (wake, woken) = smol::channel::bounded(1);
         let network = cfg
-            .network
+            .pod_bridge
             .clone()
-            .map(|names| network::PodNetwork::new(names, &cfg.data_dir));
+            .map(|bridge| network::PodNetwork::new(bridge, &cfg.data_dir));
         Rc::new(Kubelet {
             network,
             store,

@@ -17,16 +17,16 @@ use crate::store::Store;
 pub const CNI_DIR: &str = "/usr/lib/cni";
 
 pub struct PodNetwork {
-    names: net::Names,
+    bridge: String,
     data_dir: PathBuf,
     /// Made once this node has a pod CIDR and the bridge is up.
     net: RefCell<Option<Arc<cni::Network>>>,
 }
 
 impl PodNetwork {
-    pub fn new(names: net::Names, data_dir: &Path) -> PodNetwork {
+    pub fn new(bridge: String, data_dir: &Path) -> PodNetwork {
         PodNetwork {
-            names,
+            bridge,
             data_dir: data_dir.to_owned(),
             net: RefCell::new(None),
         }
@@ -51,13 +51,13 @@ impl PodNetwork {
         else {
             return Ok(None);
         };
-        let bridge = self.names.bridge.clone();
+        let bridge = self.bridge.clone();
         smol::unblock(move || cni::ensure_bridge(&bridge, &cidr)).await?;
         let n = Arc::new(cni::Network {
             plugins: Box::new(cni::Exec {
                 dir: CNI_DIR.into(),
             }),
-            bridge: self.names.bridge.clone(),
+            bridge: self.bridge.clone(),
             pod_cidr: cidr,
             ipam_dir: self.data_dir.join("net/ipam"),
         });

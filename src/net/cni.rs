@@ -199,9 +199,10 @@ pub fn ensure_bridge(name: &str, pod_cidr: &Cidr) -> Result<(), String> {
             .output()
             .map_err(|e| format!("cannot run ip: {e}"))
     };
-    if !Path::new("/sys/class/net").join(name).exists() {
+    if !link_exists(name) {
         let out = ip(&["link", "add", name, "type", "bridge"])?;
-        if !out.status.success() && !Path::new("/sys/class/net").join(name).exists() {
+        // Another task may have made it meanwhile.
+        if !out.status.success() && !link_exists(name) {
             return Err(format!(
                 "cannot create the pod bridge {name}: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
@@ -230,9 +231,21 @@ pub fn ensure_bridge(name: &str, pod_cidr: &Cidr) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether this network namespace has the interface. (Not /sys/class/net:
+/// that shows the namespace sysfs was mounted in, which a daemon started
+/// with `ip netns exec`-style tools does not share.)
+fn link_exists(name: &str) -> bool {
+    std::process::Command::new("ip")
+        .args(["link", "show", "dev", name])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// Removes the bridge (`bramble network cleanup`); a missing one is fine.
 pub fn remove_bridge(name: &str) -> Result<(), String> {
-    if !Path::new("/sys/class/net").join(name).exists() {
+    if !link_exists(name) {
         return Ok(());
     }
     let out = std::process::Command::new("ip")

@@ -225,6 +225,33 @@ pub fn upstream(resolv: &str) -> Option<Ipv4Addr> {
     })
 }
 
+/// Serves DNS to the pods on the bridge address once this node has a pod
+/// CIDR (from the scheduler's side, or the server for an agent).
+pub async fn serve_pods(
+    store: Rc<Store>,
+    ex: Rc<async_executor::LocalExecutor<'static>>,
+    bridge: String,
+    node_name: String,
+) {
+    let cidr = loop {
+        if let Some(c) = store
+            .get(res("Node"), "", &node_name)
+            .and_then(|n| super::pod_cidr_of(&n.value()))
+        {
+            break c;
+        }
+        smol::Timer::after(Duration::from_secs(1)).await;
+    };
+    if let Err(e) = smol::unblock(move || super::cni::ensure_bridge(&bridge, &cidr)).await {
+        log::error!("no DNS for pods: {e}");
+        return;
+    }
+    let addr = SocketAddr::from((cidr.host(1), 53));
+    if let Err(e) = serve(store, ex, addr).await {
+        log::error!("{e}");
+    }
+}
+
 /// Serves DNS on `addr` (the bridge address, port 53) for the life of the
 /// daemon; forwarded queries run as their own tasks.
 pub async fn serve(

@@ -140,6 +140,38 @@ pub fn pod_cidr_of(node: &serde_json::Value) -> Option<Cidr> {
     node.pointer("/spec/podCIDR")?.as_str()?.parse().ok()
 }
 
+/// Runs this board's side of the cluster network for the life of the
+/// daemon: the Services' rules and the routes to other boards' pods
+/// ([`proxy::run`]), and the pods' resolver ([`dns::serve_pods`]). The same
+/// on the server's board and on agents, whose stores hold what the server
+/// mirrors to them.
+pub fn spawn(
+    ex: &std::rc::Rc<async_executor::LocalExecutor<'static>>,
+    store: &std::rc::Rc<crate::store::Store>,
+    names: &Names,
+    node_name: &str,
+) {
+    ex.spawn(proxy::run(
+        store.clone(),
+        proxy::NodeNet {
+            table: names.bridge.clone(),
+            bridge: names.bridge.clone(),
+            cluster_cidr: names.cluster_cidr,
+            pod_cidr: None,
+            node_ips: vec![Ipv4Addr::LOCALHOST],
+        },
+        node_name.to_string(),
+    ))
+    .detach();
+    ex.spawn(dns::serve_pods(
+        store.clone(),
+        ex.clone(),
+        names.bridge.clone(),
+        node_name.to_string(),
+    ))
+    .detach();
+}
+
 /// What one board's network is called and spans. Several bramble servers on
 /// one machine (tests) need distinct bridges, tables and CIDRs.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,6 +1,7 @@
 //! Test support: a real `bramble server` on a loopback port, the real
 //! kubectl and curl against it.
 
+pub mod boards;
 pub mod fixtures;
 pub mod registry;
 
