@@ -232,17 +232,25 @@ fn service_and_pods(
 
 /// Prints latency and throughput through the Service beside direct.
 fn measure(kubeconfig: &std::path::Path, cluster_ip: &str, server_ip: &str, what: &str) {
-    let n = 500;
+    // Rounds of n requests, direct and Service alternating, and the median
+    // round of each: noise from the other core lands on both.
+    let (n, rounds) = (100, 5);
     let lp = |body: &str| format!("i=0; while [ $i -lt {n} ]; do {body}; i=$((i+1)); done");
     let base = timed_exec(kubeconfig, &lp("true"));
     let per = |url: &str| {
         let t = timed_exec(kubeconfig, &lp(&format!("wget -qO- {url} >/dev/null")));
         t.saturating_sub(base) / n
     };
-    let direct = per(&format!("http://{server_ip}:8080/"));
-    let service = per(&format!("http://{cluster_ip}/"));
+    let (mut direct, mut service) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        direct.push(per(&format!("http://{server_ip}:8080/")));
+        service.push(per(&format!("http://{cluster_ip}/")));
+    }
+    direct.sort();
+    service.sort();
+    let (direct, service) = (direct[rounds / 2], service[rounds / 2]);
     println!(
-        "- {what}: request latency, mean of {n} sequential HTTP GETs (a new wget process and TCP connection each): pod -> pod {}, pod -> Service -> pod {} ({:.2}x)",
+        "- {what}: request latency, median of {rounds} alternating rounds of {n} sequential HTTP GETs (a new wget process and TCP connection each): pod -> pod {}, pod -> Service -> pod {} ({:.2}x)",
         ms(direct),
         ms(service),
         service.as_secs_f64() / direct.as_secs_f64()
