@@ -5,6 +5,7 @@
 //! Only this file touches SQLite for cluster objects. One row per object; the
 //! body is the object's JSON so that an operator can read it with `sqlite3`.
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, params};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -89,6 +90,10 @@ fn open(path: &Path, wal_autocheckpoint: u32) -> Result<Connection, StoreError> 
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
     )
     .map_err(ctx)?;
+    // Until the checks pass: a database that fails them goes aside as it
+    // is, so closing it must not checkpoint its WAL into it.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+        .map_err(ctx)?;
     // WAL keeps readers off the writer's path; FULL makes each commit survive
     // power loss, which group commit makes affordable.
     conn.pragma_update(None, "journal_mode", "WAL")
@@ -104,17 +109,39 @@ fn open(path: &Path, wal_autocheckpoint: u32) -> Result<Connection, StoreError> 
     // Boards on SD cards checkpoint less often: fewer, larger writes.
     conn.pragma_update(None, "wal_autocheckpoint", wal_autocheckpoint)
         .map_err(ctx)?;
-    let check: String = conn
-        .query_row("PRAGMA quick_check", [], |r| r.get(0))
-        .map_err(ctx)?;
-    if check != "ok" {
+    if let Some(problems) = quick_check(&conn).map_err(ctx)? {
         return Err(StoreError::Corrupt {
             path: path.to_path_buf(),
-            detail: check,
+            detail: problems,
         });
     }
     conn.execute_batch(SCHEMA).map_err(ctx)?;
     Ok(conn)
+}
+
+/// SQLite's `quick_check`: None when the database is sound, else its
+/// problems on one line (for the one line start-up logs).
+fn quick_check(conn: &Connection) -> rusqlite::Result<Option<String>> {
+    let mut stmt = conn.prepare("PRAGMA quick_check")?;
+    let rows = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(check_summary(&rows.join("\n")))
+}
+
+/// `quick_check`'s answer ("ok", or problems one per line under a
+/// "*** in database main ***" heading) as the first problem and a count.
+fn check_summary(answer: &str) -> Option<String> {
+    let problems: Vec<&str> = answer
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("***"))
+        .collect();
+    match problems.as_slice() {
+        [] | ["ok"] => None,
+        [one] => Some(one.to_string()),
+        [first, rest @ ..] => Some(format!("{first} (and {} more problems)", rest.len())),
+    }
 }
 
 /// Opens (creating if needed) the database, reads every object, and starts
@@ -136,14 +163,15 @@ pub fn start(data_dir: &Path, wal_autocheckpoint: u32) -> Result<(Loaded, Writer
                 };
                 let (line, salvaged) = recover(data_dir, &e, fallback)?;
                 log::error!("{line}");
-                floor = floor.max(salvaged);
+                // One past the last resourceVersion handed out: every watch
+                // from before the restore gets 410 Gone and lists again
+                // (its client's cache may hold objects that are now lost).
+                floor = floor.max(salvaged.map_or(0, |rv| rv + 1));
             }
             Err(e) => return Err(e),
         }
     };
     if loaded.last_rv < floor {
-        // Clients may hold resourceVersions up to `floor` from the lost
-        // database: new writes must not reuse them.
         conn.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('rv', ?1)",
             params![floor as i64],
@@ -180,6 +208,8 @@ fn load(path: &Path, wal_autocheckpoint: u32) -> Result<(Connection, Loaded), St
         .collect::<Result<Vec<_>, _>>()
         .map_err(ctx)?
     };
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)
+        .map_err(ctx)?;
     Ok((conn, Loaded { rows, last_rv }))
 }
 
@@ -226,12 +256,12 @@ enum Restored {
 /// Moves the corrupt database aside (never deleted: an operator may want
 /// it), puts the snapshot or an empty database in its place, and returns
 /// the line to log and the highest resourceVersion the bad files still
-/// tell (0 when they tell none).
+/// tell, if any.
 fn recover(
     data_dir: &Path,
     why: &StoreError,
     fallback: Fallback,
-) -> Result<(String, u64), StoreError> {
+) -> Result<(String, Option<u64>), StoreError> {
     let db = db_path(data_dir);
     let now = SystemTime::now();
     let aside = move_aside(&db, now)?;
@@ -259,10 +289,7 @@ fn recover(
             }
         },
     };
-    Ok((
-        recovery_line(why, &aside, &restored, salvaged),
-        salvaged.unwrap_or(0),
-    ))
+    Ok((recovery_line(why, &aside, &restored, salvaged), salvaged))
 }
 
 /// The one line start-up logs after a recovery: what failed, where the
@@ -287,7 +314,7 @@ fn recovery_line(
         None => String::new(),
     };
     format!(
-        "{why}; moved it to {} (with its -wal and -shm files); {replaced}{next}",
+        "{why}; moved it (and its -wal and -shm, if any) to {}; {replaced}{next}",
         aside.display()
     )
 }
@@ -368,11 +395,8 @@ fn restore(snapshot: &Path, db: &Path) -> Result<(SystemTime, u64), String> {
 fn check_snapshot(snapshot: &Path) -> Result<(SystemTime, u64), String> {
     let conn = Connection::open_with_flags(snapshot, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| e.to_string())?;
-    let check: String = conn
-        .query_row("PRAGMA quick_check", [], |r| r.get(0))
-        .map_err(|e| e.to_string())?;
-    if check != "ok" {
-        return Err(format!("integrity check: {check}"));
+    if let Some(problems) = quick_check(&conn).map_err(|e| e.to_string())? {
+        return Err(format!("integrity check: {problems}"));
     }
     let rv = stored_rv(&conn).map_err(|e| e.to_string())?;
     let taken = std::fs::metadata(snapshot)
@@ -476,7 +500,20 @@ fn write_snapshot(conn: &Connection, data_dir: &Path) -> Result<(), String> {
 /// The thread that owns the connection. fsync on an SD card can take tens of
 /// milliseconds; it happens here, never on the executor. So do snapshots.
 pub struct Writer {
-    tx: std::sync::mpsc::Sender<Job>,
+    /// None only while dropping.
+    tx: Option<std::sync::mpsc::Sender<Job>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+/// Dropping the store ends the thread and closes the database (after the
+/// snapshot it may be writing), so the files are complete once it returns.
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// The batch comes back on failure so that nothing is lost.
@@ -491,23 +528,31 @@ enum Job {
 impl Writer {
     fn spawn(conn: Connection, path: PathBuf, snapshots: Snapshots) -> Result<Writer, StoreError> {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
-        thread::Builder::new()
+        let thread = thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || write_loop(conn, &path, snapshots, &rx))
             .map_err(|e| StoreError::Io {
                 what: "starting the store writer thread".into(),
                 source: e,
             })?;
-        Ok(Writer { tx })
+        Ok(Writer {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    fn send(&self, job: Job) {
+        // The thread lives as long as `self`; it stops only by panicking.
+        self.tx
+            .as_ref()
+            .and_then(|tx| tx.send(job).ok())
+            .expect("the store writer thread is running");
     }
 
     /// Commits `batch`; resolves once it is durable.
     pub async fn commit(&self, batch: Batch) -> Committed {
         let (done_tx, done_rx) = smol::channel::bounded(1);
-        // The thread lives as long as `self`; it stops only by panicking.
-        self.tx
-            .send(Job::Commit(batch, done_tx))
-            .expect("the store writer thread is running");
+        self.send(Job::Commit(batch, done_tx));
         done_rx
             .recv()
             .await
@@ -517,9 +562,7 @@ impl Writer {
     /// Takes the snapshot now if anything was committed since the last one.
     pub async fn snapshot(&self) {
         let (done_tx, done_rx) = smol::channel::bounded(1);
-        self.tx
-            .send(Job::Snapshot(done_tx))
-            .expect("the store writer thread is running");
+        self.send(Job::Snapshot(done_tx));
         let _ = done_rx.recv().await;
     }
 }
@@ -726,7 +769,10 @@ mod tests {
         std::fs::write(&db, &bytes).unwrap();
         let (loaded, _writer) = start(&dir, DEFAULT_WAL_AUTOCHECKPOINT).unwrap();
         assert_eq!(names(&loaded), ["a"]);
-        assert_eq!(loaded.last_rv, 7, "no resourceVersion handed out is reused");
+        assert_eq!(
+            loaded.last_rv, 8,
+            "no resourceVersion handed out is reused, and watches from them are gone"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -790,6 +836,24 @@ mod tests {
     }
 
     #[test]
+    fn integrity_problems_fit_on_one_line() {
+        assert_eq!(check_summary("ok"), None);
+        assert_eq!(
+            check_summary(
+                "*** in database main ***\nTree 2 page 81: btreeInitPage() returns error code 11\nPage 50: never used\nPage 52: never used"
+            ),
+            Some(
+                "Tree 2 page 81: btreeInitPage() returns error code 11 (and 2 more problems)"
+                    .into()
+            )
+        );
+        assert_eq!(
+            check_summary("Page 3: never used"),
+            Some("Page 3: never used".into())
+        );
+    }
+
+    #[test]
     fn files_moved_aside_never_overwrite_earlier_ones() {
         let db = Path::new("/d/state.db");
         assert_eq!(
@@ -814,7 +878,7 @@ mod tests {
         assert_eq!(
             recovery_line(&why, aside, &Restored::Snapshot { taken, rv: 41 }, Some(57)),
             "state database /d/state.db failed its integrity check: Page 7: btreeInitPage() returns error code 11; \
-             moved it to /d/state.db.corrupt-100 (with its -wal and -shm files); \
+             moved it (and its -wal and -shm, if any) to /d/state.db.corrupt-100; \
              restored the snapshot of 2023-11-14T22:13:20Z (resourceVersion 41): changes after it are lost; \
              new resourceVersions start after 57, the last one handed out"
         );

@@ -14,6 +14,7 @@ mod limits;
 mod manifests;
 mod network;
 mod pods;
+mod power_loss;
 mod runtime;
 mod scheduling;
 mod services;
