@@ -3,6 +3,7 @@
 mod api;
 mod board;
 mod boards;
+mod chaos;
 mod controllers;
 mod deployments;
 mod federation;
