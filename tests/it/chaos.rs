@@ -150,6 +150,7 @@ impl Chaos {
     /// One operation on `kind/name`; records what the answer proves.
     fn apply(&self, kind: &str, name: &str, op: Op) {
         let key = format!("{kind}/{name}");
+        let waiting = Instant::now();
         loop {
             let s = self.server.read().unwrap();
             let (method, path, ct, body, after) = match &op {
@@ -188,7 +189,7 @@ impl Chaos {
             if !r.sent {
                 // The daemon is down; the restart takes the write lock.
                 drop(s);
-                std::thread::sleep(Duration::from_millis(50));
+                patience(waiting);
                 continue;
             }
             self.ops.fetch_add(1, Ordering::SeqCst);
@@ -254,6 +255,7 @@ impl Chaos {
     /// is back; it must be in one of the states the request allowed.
     fn resolve(&self, kind: &str, name: &str) {
         let key = format!("{kind}/{name}");
+        let waiting = Instant::now();
         loop {
             let s = self.server.read().unwrap();
             let r = call(
@@ -268,7 +270,7 @@ impl Chaos {
                 404 => State::Absent,
                 _ => {
                     drop(s);
-                    std::thread::sleep(Duration::from_millis(50));
+                    patience(waiting);
                     continue;
                 }
             };
@@ -443,6 +445,16 @@ impl Chaos {
     }
 }
 
+/// Waits a little for the daemon to come back; fails the test (rather than
+/// hanging it) when it has not for a minute.
+fn patience(since: Instant) {
+    assert!(
+        since.elapsed() < Duration::from_secs(60),
+        "the daemon did not come back for a minute"
+    );
+    std::thread::sleep(Duration::from_millis(50));
+}
+
 /// The PID of a pod's first container, from the runtime's record.
 fn container_pid(s: &Server, uid: &str) -> u64 {
     let meta: Value = serde_json::from_str(
@@ -519,7 +531,9 @@ fn a_thousand_operations_with_twenty_kill_9s_lose_nothing_and_leave_nothing() {
         for k in 0..KILLS {
             // A random moment in this kill's share of the operations.
             let at = k * window + 1 + rng.below(window as u64 - 1) as usize;
+            let stalled = Instant::now() + Duration::from_secs(120);
             while chaos.ops.load(Ordering::SeqCst) < at {
+                assert!(Instant::now() < stalled, "no operation for 2 minutes");
                 std::thread::sleep(Duration::from_millis(5));
             }
             // Mostly with requests in flight: a write mid-commit is the
