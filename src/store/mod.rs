@@ -10,7 +10,7 @@
 //! is always a prefix of the sequence of writes.
 
 mod disk;
-pub use disk::{SNAPSHOT_EVERY, db_path, snapshot_path};
+pub use disk::{SNAPSHOT_EVERY, db_path};
 
 use serde_json::Value;
 use std::cell::{Cell, RefCell};
