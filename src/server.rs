@@ -261,6 +261,7 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
         // requests they are still waiting on meanwhile.
         smol::unblock(move || listener.stop()).await;
         store.durable(store.resource_version()).await;
+        store.save_snapshot().await;
         log::info!("bramble server stopped");
         Ok(())
     }))

@@ -146,7 +146,7 @@ impl From<StoreError> for Status {
             StoreError::Conflict { resource, name } => {
                 Status::conflict(resource, name, e.to_string())
             }
-            StoreError::Gone { .. } => Status::gone(e.to_string()),
+            StoreError::Gone { .. } | StoreError::TooNew { .. } => Status::gone(e.to_string()),
             StoreError::Invalid {
                 resource,
                 name,

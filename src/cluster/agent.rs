@@ -196,6 +196,7 @@ pub fn run(cfg: Config) -> Result<(), AgentError> {
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         store.close_watches();
         store.durable(store.resource_version()).await;
+        store.save_snapshot().await;
         log::info!("bramble agent stopped");
         outcome
     }))

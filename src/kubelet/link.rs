@@ -107,6 +107,11 @@ impl Link {
             spec: Box::new(spec),
         })
         .await?;
+        self.start_container(id).await
+    }
+
+    /// Starts a created container.
+    pub async fn start_container(&self, id: &str) -> Result<ContainerInfo, String> {
         match self.request(Op::Start { id: id.into() }).await? {
             Reply::Container(info) => Ok(info),
             other => Err(format!("unexpected reply to start: {other:?}")),

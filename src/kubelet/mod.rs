@@ -310,7 +310,30 @@ impl Kubelet {
     /// Rebuilds what we know from the runtime after a daemon restart: the
     /// containers kept running; restart counts come from the pods' status.
     async fn reattach(&self) -> Result<(), String> {
-        let running = self.link.list().await?;
+        let mut running = self.link.list().await?;
+        // The last daemon died between creating and starting these: finish
+        // the start, or the next sync would replace them and count a
+        // restart for a container that never ran.
+        for c in running.iter_mut().filter(|c| {
+            c.status == rt::Status::Created
+                && c.exit.is_none()
+                && self
+                    .store
+                    .list(res("Pod"), None)
+                    .iter()
+                    .any(|p| p.uid == c.pod_uid)
+        }) {
+            match self.link.start_container(&c.id).await {
+                Ok(info) => {
+                    log::info!("started container {}, created before the restart", c.id);
+                    *c = info;
+                }
+                Err(e) => log::warn!(
+                    "starting container {}, created before the restart: {e}",
+                    c.id
+                ),
+            }
+        }
         let mut pods = self.pods.borrow_mut();
         for c in running {
             let Some(pod) = self

@@ -3,6 +3,7 @@
 mod api;
 mod board;
 mod boards;
+mod chaos;
 mod cluster_network;
 mod controllers;
 mod deployments;
@@ -15,6 +16,7 @@ mod limits;
 mod manifests;
 mod network;
 mod pods;
+mod power_loss;
 mod runtime;
 mod scheduling;
 mod services;

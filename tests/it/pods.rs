@@ -183,7 +183,7 @@ fn a_container_over_its_memory_limit_is_oomkilled() {
 
 /// Mounts, cgroups, pinned namespaces and state of bramble's on this machine
 /// for the server's data dir.
-fn leftovers(s: &Server) -> Vec<String> {
+pub fn leftovers(s: &Server) -> Vec<String> {
     let data = s.data_dir().display().to_string();
     let mut found: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
@@ -204,7 +204,7 @@ fn leftovers(s: &Server) -> Vec<String> {
     found
 }
 
-fn pod_cgroups(uid: &str) -> Vec<String> {
+pub fn pod_cgroups(uid: &str) -> Vec<String> {
     std::fs::read_dir("/sys/fs/cgroup")
         .unwrap()
         .flatten()
