@@ -168,12 +168,8 @@ struct Held<'a>(&'a AtomicUsize);
 impl<'a> Held<'a> {
     /// Takes a unit unless `max` are taken already.
     fn take(counter: &'a AtomicUsize, max: usize) -> Option<Held<'a>> {
-        (counter.fetch_add(1, Ordering::SeqCst) < max)
-            .then_some(Held(counter))
-            .or_else(|| {
-                counter.fetch_sub(1, Ordering::SeqCst);
-                None
-            })
+        let held = Held(counter);
+        (counter.fetch_add(1, Ordering::SeqCst) < max).then_some(held)
     }
 }
 
