@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rustls::{ServerConfig, ServerConnection};
 
-/// Request heads above this are refused (431); kubectl's are about 1 KiB.
+/// Request heads above this are refused (400); kubectl's are about 1 KiB.
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 64;
 
@@ -99,7 +99,7 @@ pub enum ReadError {
     Gone(io::Error),
     /// A malformed head or body: answer 400 with this text.
     Bad(String),
-    /// A head over [`MAX_HEAD`]: answer 431.
+    /// A head over [`MAX_HEAD`] or with too many headers: answer 400.
     HeadTooLarge,
     /// A body over the limit: answer 413.
     TooLarge,
@@ -434,7 +434,6 @@ pub fn reason(code: u16) -> &'static str {
         415 => "Unsupported Media Type",
         422 => "Unprocessable Entity",
         429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
         _ => "",
@@ -444,6 +443,135 @@ pub fn reason(code: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+    use std::net::TcpListener;
+
+    type Client = StreamOwned<ClientConnection, TcpStream>;
+
+    /// A server connection and a client for it over loopback.
+    fn pair() -> (Conn, Client) {
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let key = PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![ck.cert.der().clone()], PrivateKeyDer::Pkcs8(key))
+            .unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(ck.cert.der().clone()).unwrap();
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let sock = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        let tls = ClientConnection::new(Arc::new(client), "localhost".try_into().unwrap()).unwrap();
+        (
+            Conn::new(accepted, Arc::new(server)).unwrap(),
+            StreamOwned::new(tls, sock),
+        )
+    }
+
+    fn read_n(c: &mut Client, n: usize) -> String {
+        let mut buf = vec![0u8; n];
+        c.read_exact(&mut buf).unwrap();
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn chunked_bodies_continue_and_pipelined_requests_come_through() {
+        let (mut server, mut client) = pair();
+        let talk = std::thread::spawn(move || {
+            client
+                .write_all(b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n")
+                .unwrap();
+            let cont = read_n(&mut client, 25);
+            client
+                .write_all(b"5;x=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: y\r\n\r\n")
+                .unwrap();
+            // Two more at once: a body by length, then one too large.
+            client
+                .write_all(b"PUT /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcPUT /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123456789abcdef\r\n0\r\n\r\n")
+                .unwrap();
+            let reply = read_n(&mut client, 4);
+            // The server closes after its reply; so do we.
+            let mut rest = Vec::new();
+            let _ = client.read_to_end(&mut rest);
+            (cont, reply)
+        });
+        let t = Duration::from_secs(10);
+        server.handshake(Instant::now() + t).unwrap();
+        let head = server.read_head(t, t).unwrap().unwrap();
+        assert_eq!(
+            (head.method.as_str(), head.body()),
+            ("POST", Ok(BodyKind::Chunked))
+        );
+        assert!(head.expects_continue());
+        server.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").unwrap();
+        assert_eq!(
+            server.read_body(BodyKind::Chunked, 100, t).unwrap(),
+            b"hello world"
+        );
+        let head = server.read_head(t, t).unwrap().unwrap();
+        assert_eq!(head.target, "/b");
+        assert_eq!(
+            server.read_body(head.body().unwrap(), 100, t).unwrap(),
+            b"abc"
+        );
+        let head = server.read_head(t, t).unwrap().unwrap();
+        assert_eq!(head.target, "/c");
+        assert!(matches!(
+            server.read_body(BodyKind::Chunked, 15, t),
+            Err(ReadError::TooLarge)
+        ));
+        assert!(matches!(
+            server.read_body(BodyKind::Length(16), 15, t),
+            Err(ReadError::TooLarge)
+        ));
+        server.write_all(b"done").unwrap();
+        server.close(Duration::from_secs(1));
+        let (cont, reply) = talk.join().unwrap();
+        assert_eq!(
+            (cont.as_str(), reply.as_str()),
+            ("HTTP/1.1 100 Continue\r\n\r\n", "done")
+        );
+    }
+
+    #[test]
+    fn idle_and_half_sent_heads_time_out_and_a_closed_client_ends_the_wait() {
+        let (mut server, mut client) = pair();
+        let talk = std::thread::spawn(move || {
+            while client.conn.is_handshaking() {
+                client.conn.complete_io(&mut client.sock).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(400));
+            client.write_all(b"GET / HTTP/1.1\r\nHost:").unwrap();
+            std::thread::sleep(Duration::from_millis(500));
+            client.conn.send_close_notify();
+            let _ = client.flush();
+        });
+        let t = Duration::from_secs(10);
+        let short = Duration::from_millis(100);
+        server.handshake(Instant::now() + t).unwrap();
+        let idle = server.read_head(short, t);
+        assert!(
+            matches!(&idle, Err(ReadError::Gone(e)) if e.kind() == io::ErrorKind::TimedOut),
+            "{idle:?}"
+        );
+        let head = server.read_head(t, short);
+        assert!(
+            matches!(&head, Err(ReadError::Gone(e)) if e.kind() == io::ErrorKind::TimedOut),
+            "{head:?}"
+        );
+        talk.join().unwrap();
+        assert!(matches!(server.read_head(t, t), Err(ReadError::Gone(_))));
+        assert!(server.peer_closed());
+    }
 
     fn head(text: &str) -> Head {
         parse_head(text.as_bytes()).unwrap().unwrap().0

@@ -24,7 +24,7 @@ use super::status;
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
 /// How long a client has for the TLS handshake, and for each request head
 /// once it has started.
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a kept-alive connection may sit idle between requests.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest pause while a body arrives, and the longest a write may block.
@@ -162,18 +162,19 @@ struct Shared {
     stopping: AtomicBool,
 }
 
-/// Holds one unit of a counter in [`Shared`] while alive.
-struct Held<'a>(&'a AtomicUsize);
-
-impl<'a> Held<'a> {
-    /// Takes a unit unless `max` are taken already.
-    fn take(counter: &'a AtomicUsize, max: usize) -> Option<Held<'a>> {
-        let held = Held(counter);
-        (counter.fetch_add(1, Ordering::SeqCst) < max).then_some(held)
+/// Takes a unit of a counter in [`Shared`] unless `max` are taken already.
+fn take(counter: &AtomicUsize, max: usize) -> bool {
+    if counter.fetch_add(1, Ordering::SeqCst) < max {
+        return true;
     }
+    counter.fetch_sub(1, Ordering::SeqCst);
+    false
 }
 
-impl Drop for Held<'_> {
+/// Gives a unit of a counter back when dropped.
+struct Release<'a>(&'a AtomicUsize);
+
+impl Drop for Release<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
@@ -304,7 +305,7 @@ fn accept_loop(socket: &TcpListener, shared: &Arc<Shared>) {
                 continue;
             }
         };
-        let Some(held) = Held::take(&shared.connections, shared.max_connections) else {
+        if !take(&shared.connections, shared.max_connections) {
             refused.warn(|| {
                 format!(
                     "refusing an API connection: {} are open, the limit ([limits] max_connections)",
@@ -313,15 +314,13 @@ fn accept_loop(socket: &TcpListener, shared: &Arc<Shared>) {
             });
             refuse(sock, shared);
             continue;
-        };
-        // The thread takes over the unit `held` stands for.
-        std::mem::forget(held);
+        }
         let s = shared.clone();
         let spawned = thread::Builder::new()
             .name("api-conn".into())
             .stack_size(STACK_SIZE)
             .spawn(move || {
-                let _held = Held(&s.connections);
+                let _release = Release(&s.connections);
                 if let Err(e) = serve(sock, &s) {
                     log::debug!("API connection closed: {e}");
                 }
@@ -337,10 +336,7 @@ fn accept_loop(socket: &TcpListener, shared: &Arc<Shared>) {
 /// a short-lived thread with bounded time; past [`MAX_REFUSING`] of those
 /// the connection is just closed.
 fn refuse(sock: TcpStream, shared: &Arc<Shared>) {
-    if Held::take(&shared.refusing, MAX_REFUSING)
-        .map(std::mem::forget)
-        .is_none()
-    {
+    if !take(&shared.refusing, MAX_REFUSING) {
         return;
     }
     let s = shared.clone();
@@ -348,7 +344,7 @@ fn refuse(sock: TcpStream, shared: &Arc<Shared>) {
         .name("api-refuse".into())
         .stack_size(STACK_SIZE)
         .spawn(move || {
-            let _held = Held(&s.refusing);
+            let _release = Release(&s.refusing);
             let status = status::Status::unavailable(format!(
                 "too many open connections: this board allows {} at once ([limits] max_connections in the board config)",
                 s.max_connections
@@ -403,8 +399,8 @@ fn serve(sock: TcpStream, shared: &Shared) -> std::io::Result<()> {
             }
         };
         idle = IDLE_TIMEOUT;
-        let busy = Held(&shared.busy);
         shared.busy.fetch_add(1, Ordering::SeqCst);
+        let busy = Release(&shared.busy);
         let (reply, keep_alive) = match prepare(&mut c, &head, &shared.token) {
             // The body may be unread: the connection cannot carry on.
             Err(reply) => (reply, false),
@@ -554,7 +550,7 @@ fn respond(
     head: &Head,
     reply: Reply,
     keep_alive: bool,
-    busy: Held<'_>,
+    busy: Release<'_>,
     shared: &Shared,
 ) -> std::io::Result<Option<Conn>> {
     match reply {
@@ -598,13 +594,14 @@ fn respond(
             content_type,
             chunks,
         } => {
-            let Some(_open) = Held::take(&shared.streams, shared.max_streams) else {
+            if !take(&shared.streams, shared.max_streams) {
                 let reply = status::reply(&status::Status::too_many_requests(format!(
                     "too many open watches and log streams: this board allows {} at once ([limits] max_watches in the board config)",
                     shared.max_streams
                 )));
                 return respond(c, head, reply, keep_alive, busy, shared);
-            };
+            }
+            let _open = Release(&shared.streams);
             drop(busy);
             // HTTP/1.0 has no chunks: the body ends when the connection does.
             let chunked = head.version == 1;
