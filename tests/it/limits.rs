@@ -2,8 +2,8 @@
 //! objects, an image over the board's size is refused, a request body over
 //! 3 MiB is refused, watches past the board's number get 429, a container's
 //! log is rotated at the board's size, connections past the board's number
-//! get 503 and idle ones are closed; the daemon keeps serving and loses
-//! nothing.
+//! get 503, idle ones are closed, running out of file descriptors only
+//! pauses the API; the daemon keeps serving and loses nothing.
 
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -433,4 +433,41 @@ fn idle_and_half_sent_connections_are_closed_and_others_are_served_meanwhile() {
     closed_by_server(silent, "a connection that sent nothing");
     closed_by_server(partial, "a connection that sent half a request head");
     s.kubectl_ok(&["get", "configmap", "served"]);
+}
+
+#[test]
+fn running_out_of_file_descriptors_does_not_stop_the_api_for_good() {
+    if missing("kubectl") || missing("prlimit") {
+        return;
+    }
+    let s = Server::start();
+    s.kubectl_ok(&["get", "configmaps"]);
+    // Leave the daemon a few descriptors more than it uses now, then open
+    // more connections than that: accepting fails with EMFILE meanwhile.
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", s.pid()))
+        .unwrap()
+        .count();
+    let limit = fds + 8;
+    let out = Command::new("prlimit")
+        .arg(format!("--nofile={limit}:{limit}"))
+        .arg(format!("--pid={}", s.pid()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let idle = idle_connections(&s, 20);
+    wait_for(20, "EMFILE in the log", || {
+        s.log()
+            .contains("accepting an API connection: Too many open files")
+            .then_some(())
+    });
+    // Once they are gone the API serves again.
+    drop(idle);
+    wait_for(30, "kubectl served again", || {
+        s.kubectl(&["get", "configmaps"])
+            .status
+            .success()
+            .then_some(())
+    });
+    s.kubectl_stdin(&["create", "-f", "-"], &config_map("after"));
+    s.kubectl_ok(&["get", "configmap", "after"]);
 }
