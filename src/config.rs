@@ -197,6 +197,7 @@ pub struct LimitsTable {
     pub objects_per_namespace: Option<u32>,
     pub max_image_size: Option<String>,
     pub max_watches: Option<u32>,
+    pub max_connections: Option<u32>,
 }
 
 const MAX_PODS: std::ops::RangeInclusive<u32> = 1..=250;
@@ -331,6 +332,9 @@ impl BoardConfig {
         if let Some(n) = self.limits.max_watches {
             in_range(n, 1..=4096)?;
         }
+        if let Some(n) = self.limits.max_connections {
+            in_range(n, 4..=4096)?;
+        }
         for p in self.security.host_path_prefixes.iter().flatten() {
             let plain = Path::new(p).components().all(|c| {
                 matches!(
@@ -376,6 +380,8 @@ pub struct Settings {
     pub max_image_bytes: u64,
     /// Watches and log follows open at once (each holds a thread).
     pub max_watches: u32,
+    /// API connections open at once (each holds a thread).
+    pub max_connections: u32,
     /// What pods may do on this board: privileged, host network, hostPath
     /// prefixes, host devices. Nothing of it by default.
     pub security: crate::security::Policy,
@@ -439,6 +445,7 @@ impl Settings {
             objects_per_namespace: c.limits.objects_per_namespace.unwrap_or(10_000),
             max_image_bytes: bytes_or(&c.limits.max_image_size, 4 << 30)?,
             max_watches: c.limits.max_watches.unwrap_or(128),
+            max_connections: c.limits.max_connections.unwrap_or(256),
             security: crate::security::Policy {
                 allow_privileged: c.security.allow_privileged.unwrap_or(false),
                 allow_host_network: c.security.allow_host_network.unwrap_or(false),
@@ -825,6 +832,7 @@ host_path_prefixes = ["/srv/bramble"]
 objects_per_namespace = 2000
 max_image_size = "512Mi"
 max_watches = 64
+max_connections = 96
 "#;
 
     #[test]
@@ -847,8 +855,13 @@ max_watches = 64
         assert_eq!(s.pod_eviction_timeout, Duration::from_secs(600));
         assert_eq!((s.image_gc_high_percent, s.image_gc_low_percent), (90, 70));
         assert_eq!(
-            (s.objects_per_namespace, s.max_image_bytes, s.max_watches),
-            (2000, 512 << 20, 64)
+            (
+                s.objects_per_namespace,
+                s.max_image_bytes,
+                s.max_watches,
+                s.max_connections
+            ),
+            (2000, 512 << 20, 64, 96)
         );
         assert_eq!(
             s.security,
@@ -977,6 +990,10 @@ max_watches = 64
                 "x.toml:2: max_watches in [limits]: must be between 1 and 4096, not 0",
             ),
             (
+                "[limits]\nmax_connections = 2",
+                "x.toml:2: max_connections in [limits]: must be between 4 and 4096, not 2",
+            ),
+            (
                 "[security]\nhost_path_prefixes = [\"/srv/../etc\"]",
                 "x.toml:2: host_path_prefixes in [security]",
             ),
@@ -1045,7 +1062,7 @@ max_watches = 64
             (s.node_monitor_grace, s.pod_eviction_timeout),
             (Duration::from_secs(20), Duration::from_secs(30))
         );
-        assert_eq!(s.max_watches, 128);
+        assert_eq!((s.max_watches, s.max_connections), (128, 256));
         assert_eq!(s.platform, Platform::host());
         assert!(s.labels.is_empty());
     }

@@ -231,6 +231,7 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
             creds.token.clone(),
             calls_tx,
             cfg.board.max_watches as usize,
+            cfg.board.max_connections as usize,
         )
         .map_err(ServerError::Listen)?;
         ex.spawn(api::serve(ctx.clone(), calls_rx)).detach();

@@ -7,6 +7,7 @@
 
 mod admission;
 mod body;
+mod conn;
 pub mod discovery;
 pub mod http;
 mod objects;

@@ -5,9 +5,8 @@
 //! 2 stderr, 3 error (one `metav1.Status` JSON at the end), 4 resize; v5 adds 255, "close the
 //! stream named by the next byte" (how the client says stdin reached EOF).
 //!
-//! One thread does all socket I/O. tiny_http's upgraded stream is one `Box<dyn ReadWrite>` that
-//! cannot be split, and under TLS its reads and writes share one mutex held across a blocking
-//! read, so a second reading thread would stall output. Instead the session polls the client: it
+//! One thread does all socket I/O. The upgraded stream is one rustls connection that cannot be
+//! split: a second thread blocked reading it would hold it, and output would stall. Instead the session polls the client: it
 //! sends a ping and reads until the pong, which any client sends within a round trip, handling
 //! stdin data and the client's own pings met on the way. Output is written as it comes in between.
 
@@ -53,8 +52,8 @@ pub struct Handshake {
 }
 
 impl Handshake {
-    /// Headers for the 101 reply besides `Upgrade` and `Connection`, which tiny_http's
-    /// `Request::upgrade` writes itself.
+    /// Headers for the 101 reply besides `Upgrade` and `Connection`, which the HTTP layer
+    /// writes itself.
     pub fn headers(&self) -> [(&'static str, String); 2] {
         [
             ("Sec-WebSocket-Accept", self.accept_key.clone()),
@@ -244,7 +243,7 @@ pub fn read_frame(r: &mut impl Read, max_payload: usize) -> io::Result<Frame> {
 }
 
 /// Writes one unmasked, final frame (servers never mask) and flushes: each frame is meant to
-/// reach the client now, and tiny_http's writer buffers.
+/// reach the client now, and a TLS writer may buffer.
 pub fn write_frame(w: &mut impl Write, opcode: Opcode, payload: &[u8]) -> io::Result<()> {
     let mut buf = Vec::with_capacity(payload.len() + 10);
     buf.push(0x80 | opcode as u8);

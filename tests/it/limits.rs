@@ -1,13 +1,17 @@
 //! Limits with clear errors: a namespace holds at most the board's number of
 //! objects, an image over the board's size is refused, a request body over
 //! 3 MiB is refused, watches past the board's number get 429, a container's
-//! log is rotated at the board's size; the daemon keeps serving and loses
-//! nothing.
+//! log is rotated at the board's size, connections past the board's number
+//! get 503, idle ones are closed, running out of file descriptors only
+//! pauses the API; the daemon keeps serving and loses nothing.
 
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::support::{Server, TempDir, missing, server_with_busybox_and, wait_for};
@@ -242,12 +246,9 @@ fn watches_past_the_boards_limit_get_429_and_the_others_keep_going() {
     for w in &watches {
         w.expect("\"name\":\"seen\"");
     }
-    // A closed watch gives its place up once the server writes to it.
+    // A closed watch gives its place up, though nothing is written to it.
     drop(watches.pop());
-    let mut n = 0;
     let accepted = wait_for(20, "a watch accepted after one closed", || {
-        n += 1;
-        s.kubectl_stdin(&["create", "-f", "-"], &config_map(&format!("poke-{n}")));
         let w = Watch::open(&s, WATCH);
         let status = w.expect("HTTP/1.1 ");
         status.contains(" 200").then_some(w)
@@ -297,4 +298,176 @@ fn a_containers_log_is_rotated_at_the_boards_size() {
         files.len() <= 2 && files.iter().all(|(_, len)| *len <= 4096),
         "{files:?}"
     );
+}
+
+/// `n` plain TCP connections to the API port that never say a word (no TLS).
+fn idle_connections(s: &Server, n: usize) -> Vec<TcpStream> {
+    let addr = s.url().trim_start_matches("https://").to_string();
+    (0..n).map(|_| TcpStream::connect(&addr).unwrap()).collect()
+}
+
+type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// A TLS connection to the API that trusts the server's CA.
+fn tls_connection(s: &Server) -> Tls {
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_file_iter(s.data_dir().join("tls/ca.crt")).unwrap() {
+        roots.add(ca.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tls =
+        rustls::ClientConnection::new(Arc::new(config), "127.0.0.1".try_into().unwrap()).unwrap();
+    let sock = idle_connections(s, 1).pop().unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    rustls::StreamOwned::new(tls, sock)
+}
+
+/// A connection that made one request (kept alive) and now sits idle.
+fn kept_alive(s: &Server) -> Tls {
+    let mut c = tls_connection(s);
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    // The reply is a short head and "ok".
+    while !got.ends_with(b"\r\n\r\nok") {
+        let n = c.read(&mut buf).unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        got.starts_with(b"HTTP/1.1 200 OK\r\n"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    c
+}
+
+/// Waits (at most 30 s) for the server to close `r`'s connection; panics if
+/// it stays open. Whatever the server sent before is discarded.
+fn closed_by_server(mut r: impl Read, what: &str) {
+    let mut buf = [0u8; 1024];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                panic!("the server left {what} open: {e}")
+            }
+            // A reset or a TLS error: closed too.
+            Err(_) => return,
+        }
+    }
+}
+
+#[test]
+fn connections_past_the_boards_limit_get_a_clear_error_and_the_limit_frees_up() {
+    if missing("kubectl") || missing("curl") {
+        return;
+    }
+    let dir = TempDir::new("limits-conn");
+    let s = Server::start_with(&["--config", &board(&dir, "[limits]\nmax_connections = 8\n")]);
+    // Discovery answers errors without their text; once it is cached,
+    // kubectl shows the server's message.
+    s.kubectl_ok(&["get", "configmaps"]);
+    // Kept-alive connections stay open for a minute when idle.
+    let idle: Vec<Tls> = (0..8).map(|_| kept_alive(&s)).collect();
+    let (code, status) = s.request("GET", "/api/v1/namespaces/default/configmaps", None, b"");
+    assert_eq!(
+        (code, &status["code"], &status["reason"]),
+        (503, &Value::from(503), &Value::from("ServiceUnavailable")),
+        "{status}"
+    );
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        message.contains("too many open connections: this board allows 8 at once")
+            && message.contains("[limits] max_connections"),
+        "{status}"
+    );
+    let out = s.kubectl(&["get", "configmaps"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("too many open connections: this board allows 8 at once")
+            && err.contains("[limits] max_connections"),
+        "{err}"
+    );
+    // Closed connections give their places up; the daemon serves again.
+    drop(idle);
+    wait_for(20, "kubectl served again", || {
+        s.kubectl(&["get", "configmaps"])
+            .status
+            .success()
+            .then_some(())
+    });
+    s.kubectl_stdin(&["create", "-f", "-"], &config_map("after"));
+    s.kubectl_ok(&["get", "configmap", "after"]);
+}
+
+#[test]
+fn idle_and_half_sent_connections_are_closed_and_others_are_served_meanwhile() {
+    if missing("kubectl") {
+        return;
+    }
+    let s = Server::start();
+    // One says nothing (not even a TLS hello), one stops in its request head.
+    let silent = idle_connections(&s, 1).pop().unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut partial = tls_connection(&s);
+    partial
+        .write_all(b"GET /api/v1/namespaces HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: appl")
+        .unwrap();
+    partial.flush().unwrap();
+    // Meanwhile others are served.
+    s.kubectl_stdin(&["create", "-f", "-"], &config_map("served"));
+    s.kubectl_ok(&["get", "configmap", "served"]);
+    // The server gives each 10 s, then closes it.
+    closed_by_server(silent, "a connection that sent nothing");
+    closed_by_server(partial, "a connection that sent half a request head");
+    s.kubectl_ok(&["get", "configmap", "served"]);
+}
+
+#[test]
+fn running_out_of_file_descriptors_does_not_stop_the_api_for_good() {
+    if missing("kubectl") || missing("prlimit") {
+        return;
+    }
+    let s = Server::start();
+    s.kubectl_ok(&["get", "configmaps"]);
+    // Leave the daemon a few descriptors more than it uses now, then open
+    // more connections than that: accepting fails with EMFILE meanwhile.
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", s.pid()))
+        .unwrap()
+        .count();
+    let limit = fds + 8;
+    let out = Command::new("prlimit")
+        .arg(format!("--nofile={limit}:{limit}"))
+        .arg(format!("--pid={}", s.pid()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let idle = idle_connections(&s, 20);
+    wait_for(20, "EMFILE in the log", || {
+        s.log()
+            .contains("accepting an API connection: Too many open files")
+            .then_some(())
+    });
+    // Once they are gone the API serves again.
+    drop(idle);
+    wait_for(30, "kubectl served again", || {
+        s.kubectl(&["get", "configmaps"])
+            .status
+            .success()
+            .then_some(())
+    });
+    s.kubectl_stdin(&["create", "-f", "-"], &config_map("after"));
+    s.kubectl_ok(&["get", "configmap", "after"]);
 }
