@@ -123,6 +123,46 @@ pub async fn exec(ctx: &Ctx, req: &Request, t: &Target, name: &str) -> Result<Re
         ));
     };
     let handshake = websocket::handshake(&key, &offered).map_err(Status::bad_request)?;
+    // Past the handshake every failure goes on the error channel (see
+    // `websocket::serve_failure`).
+    let started = start_exec(ctx, req, t, name).await;
+    let protocol = handshake.protocol;
+    let headers = handshake.headers().into_iter().collect();
+    let session: super::http::Session = Box::new(move |stream| {
+        let ended = match started {
+            Ok((stdout, stderr, exit)) => {
+                let io = websocket::ExecIo {
+                    stdout: Some(stdout),
+                    stderr: Some(stderr),
+                    stdin: None,
+                };
+                websocket::serve_exec(stream, protocol, io, || {
+                    exit.recv_blocking()
+                        .unwrap_or(websocket::ExitStatus::Unknown)
+                })
+            }
+            Err(status) => websocket::serve_failure(stream, &status.to_json()),
+        };
+        if let Err(e) = ended {
+            log::debug!("exec session ended: {e}");
+        }
+    });
+    Ok(Reply::Upgrade { headers, session })
+}
+
+type ExecOutput = (
+    std::fs::File,
+    std::fs::File,
+    smol::channel::Receiver<websocket::ExitStatus>,
+);
+
+/// Starts the command of an exec request here or on the pod's board.
+async fn start_exec(
+    ctx: &Ctx,
+    req: &Request,
+    t: &Target,
+    name: &str,
+) -> Result<ExecOutput, Status> {
     let pod = existing(ctx, t, name)?;
     let container = container_name(req, &pod.value(), name)?;
     let args: Vec<String> = req
@@ -141,7 +181,7 @@ pub async fn exec(ctx: &Ctx, req: &Request, t: &Target, name: &str) -> Result<Re
             "exec with a TTY (-t) is not supported yet; run without -t",
         ));
     }
-    let (stdout, stderr, exit) = match ctx
+    match ctx
         .cluster
         .as_ref()
         .and_then(|c| c.exec(&pod, &container, args.clone()))
@@ -152,30 +192,14 @@ pub async fn exec(ctx: &Ctx, req: &Request, t: &Target, name: &str) -> Result<Re
             stream.started().await.map_err(Status::bad_request)?;
             stream
                 .exec_io()
-                .map_err(|e| Status::internal(format!("starting an exec relay: {e}")))?
+                .map_err(|e| Status::internal(format!("starting an exec relay: {e}")))
         }
         None => {
             let (handle, exit) = kubelet(ctx)?
                 .exec(&pod, &container, args)
                 .await
                 .map_err(Status::bad_request)?;
-            (handle.stdout, handle.stderr, exit)
+            Ok((handle.stdout, handle.stderr, exit))
         }
-    };
-    let protocol = handshake.protocol;
-    let headers = handshake.headers().into_iter().collect();
-    let session: super::http::Session = Box::new(move |stream| {
-        let io = websocket::ExecIo {
-            stdout: Some(stdout),
-            stderr: Some(stderr),
-            stdin: None,
-        };
-        if let Err(e) = websocket::serve_exec(stream, protocol, io, || {
-            exit.recv_blocking()
-                .unwrap_or(websocket::ExitStatus::Unknown)
-        }) {
-            log::debug!("exec session ended: {e}");
-        }
-    });
-    Ok(Reply::Upgrade { headers, session })
+    }
 }

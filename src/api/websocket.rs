@@ -401,12 +401,29 @@ pub fn serve_exec<S: Read + Write>(
     drop(stdin);
     log::debug!("exec over {protocol}: outputs closed, waiting for the exit status");
 
-    let mut status = vec![ERROR];
-    status.extend_from_slice(exit_status_json(exit()).to_string().as_bytes());
-    write_frame(&mut stream, Opcode::Binary, &status)?;
-    write_frame(&mut stream, Opcode::Close, &CLOSE_NORMAL.to_be_bytes())?;
+    finish(&mut stream, &mut reader, &exit_status_json(exit()))
+}
+
+/// A session whose command never started (no such container, not running,
+/// no such executable): as the kubelet does, the upgrade succeeds and the
+/// reason comes on the error channel. (Refusing the upgrade instead makes
+/// kubectl retry over SPDY and print that refusal, not the reason.)
+pub fn serve_failure<S: Read + Write>(mut stream: S, status: &Value) -> io::Result<()> {
+    finish(&mut stream, &mut MessageReader::new(MAX_MESSAGE), status)
+}
+
+/// Sends the final Status on the error channel and closes.
+fn finish<S: Read + Write>(
+    stream: &mut S,
+    reader: &mut MessageReader,
+    status: &Value,
+) -> io::Result<()> {
+    let mut frame = vec![ERROR];
+    frame.extend_from_slice(status.to_string().as_bytes());
+    write_frame(stream, Opcode::Binary, &frame)?;
+    write_frame(stream, Opcode::Close, &CLOSE_NORMAL.to_be_bytes())?;
     // Whatever the client sent meanwhile is moot; an error here means it is gone anyway.
-    while let Ok(message) = reader.read(&mut stream) {
+    while let Ok(message) = reader.read(stream) {
         if let Message::Close(_) = message {
             break;
         }

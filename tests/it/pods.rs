@@ -66,6 +66,15 @@ fn kubectl_run_serves_logs_and_execs() {
     assert_eq!(failed.status.code(), Some(3));
     assert_eq!(String::from_utf8_lossy(&failed.stdout), "out\n");
     assert!(String::from_utf8_lossy(&failed.stderr).starts_with("err\n"));
+    // A command that cannot start says why (on the exec's error channel,
+    // not as a refused upgrade that kubectl would retry over SPDY).
+    let missing = s.kubectl(&["exec", "kubia", "--", "no-such-tool"]);
+    assert!(!missing.status.success());
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        err.contains("executable 'no-such-tool' not found in $PATH") && !err.contains("WebSocket"),
+        "{err}"
+    );
 }
 
 #[test]
