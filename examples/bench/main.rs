@@ -443,6 +443,15 @@ fn main() {
             .unwrap_or_default()
             .trim()
     );
+    // Board targets' sizes come from `make cross-aarch64` / `cross-armv7`
+    // (scripts/cross-build.sh prints them); this is the binary measured here.
+    let size = std::fs::metadata(bin()).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "binary: {} ({:.1} MiB, {})\n",
+        bin().display(),
+        size as f64 / (1024.0 * 1024.0),
+        std::env::consts::ARCH
+    );
     // BENCH_ONLY=api|pods|images|scheduler|cluster|soak|network runs one section.
     let only = std::env::var("BENCH_ONLY").ok();
     let sections: &[(&str, fn())] = &[
