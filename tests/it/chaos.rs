@@ -455,19 +455,6 @@ fn patience(since: Instant) {
     std::thread::sleep(Duration::from_millis(50));
 }
 
-/// The PID of a pod's first container, from the runtime's record.
-fn container_pid(s: &Server, uid: &str) -> u64 {
-    let meta: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            s.data_dir()
-                .join(format!("runtime/containers/{uid}-c-0/meta.json")),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    meta["pid"].as_u64().unwrap()
-}
-
 #[test]
 fn a_thousand_operations_with_twenty_kill_9s_lose_nothing_and_leave_nothing() {
     let Some((s, image)) = server_with_busybox() else {
@@ -496,14 +483,14 @@ fn a_thousand_operations_with_twenty_kill_9s_lose_nothing_and_leave_nothing() {
     for name in ["steady-0", "steady-1"] {
         chaos.apply("pods", name, Op::Create("0".into()));
     }
-    let steady: Vec<(String, String, u64)> = {
+    let steady: Vec<(String, String, u32)> = {
         let s = chaos.server.read().unwrap();
         ["steady-0", "steady-1"]
             .iter()
             .map(|n| {
                 let p = s.wait_phase(n, "Running", 60);
                 let uid = p["metadata"]["uid"].as_str().unwrap().to_string();
-                let pid = container_pid(&s, &uid);
+                let pid = s.container_pid(&uid);
                 (n.to_string(), uid, pid)
             })
             .collect()
@@ -511,7 +498,7 @@ fn a_thousand_operations_with_twenty_kill_9s_lose_nothing_and_leave_nothing() {
     let check_steady = |s: &Server, when: &str| {
         let mut m = chaos.model.lock().unwrap();
         for (name, uid, pid) in &steady {
-            let now = container_pid(s, uid);
+            let now = s.container_pid(uid);
             if now != *pid || !std::path::Path::new(&format!("/proc/{pid}")).exists() {
                 m.violations.push(format!(
                     "{when}: {name}'s container is pid {now}, was {pid}"

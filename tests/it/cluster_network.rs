@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 
 use crate::support::boards::{Agent, Net, nodes, ready, token};
-use crate::support::{Server, TempDir, fixtures, missing, wait_for};
+use crate::support::{Server, TempDir, curl, fixtures, missing, wait_for};
 
 /// Three HTTP pods answering with their hostname, one per board.
 fn kubia(image: &str, replicas: u32) -> String {
@@ -68,32 +68,6 @@ spec:
     )
 }
 
-/// GET `url` from the test host; the body.
-fn get(url: &str) -> Option<String> {
-    let out = Command::new("curl")
-        .args(["-sf", "--max-time", "3", url])
-        .output()
-        .unwrap();
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// Runs `args` in the client pod through kubectl exec (busybox's wget
-/// crashes with -T, so the time limit is `timeout`'s).
-fn exec(s: &Server, args: &[&str]) -> Option<String> {
-    let out = Command::new("timeout")
-        .args(["30", "kubectl", "--kubeconfig"])
-        .arg(&s.kubeconfig)
-        .args(["exec", "client", "--"])
-        .args(args)
-        .output()
-        .unwrap();
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 /// `ip` output as text (in namespace `ns` if given).
 fn ip_text(ns: Option<&str>, args: &[&str]) -> String {
     let mut cmd = Command::new("ip");
@@ -124,16 +98,8 @@ fn board_state(ns: &str) -> (Vec<String>, String, String) {
 
 /// (pod name, node, pod IP) of the Running kubia pods.
 fn kubia_pods(s: &Server) -> Vec<(String, String, String)> {
-    let v: Value =
-        serde_json::from_str(&s.kubectl_ok(&["get", "pods", "-l", "app=kubia", "-o", "json"]))
-            .unwrap();
-    v["items"]
-        .as_array()
-        .unwrap()
+    s.running_of("kubia")
         .iter()
-        .filter(|p| {
-            p["status"]["phase"] == "Running" && p["metadata"]["deletionTimestamp"].is_null()
-        })
         .map(|p| {
             let f = |ptr: &str| {
                 p.pointer(ptr)
@@ -169,7 +135,7 @@ fn ready_endpoints(s: &Server) -> BTreeSet<String> {
 /// The pod names answering `n` requests to `url`; panics on a failed one.
 fn answers(url: &str, n: usize) -> BTreeSet<String> {
     (0..n)
-        .map(|_| get(url).unwrap_or_else(|| panic!("GET {url} failed")))
+        .map(|_| curl(url).unwrap_or_else(|| panic!("GET {url} failed")))
         .collect()
 }
 
@@ -251,7 +217,7 @@ fn kubia_spreads_over_boards_behind_a_node_port_and_pods_talk_across_boards() {
     // From the test host, the NodePort of any board reaches all three pods.
     for board in [net.host(), net.board(0), net.board(1)] {
         let url = format!("http://{board}:{node_port}/");
-        wait_for(30, "the NodePort to answer", || get(&url));
+        wait_for(30, "the NodePort to answer", || curl(&url));
         assert_eq!(answers(&url, 30), names, "via {board}");
     }
 
@@ -260,30 +226,38 @@ fn kubia_spreads_over_boards_behind_a_node_port_and_pods_talk_across_boards() {
     server.apply(&client(&fx.reference, "board-0"));
     server.wait_phase("client", "Running", 60);
     let via_name = wait_for(30, "the Service by DNS name from a pod", || {
-        exec(
-            &server,
+        server.exec_in(
+            "client",
             &["wget", "-qO-", "http://kubia.default.svc.cluster.local/"],
         )
     });
     assert!(names.contains(&via_name), "{via_name}");
     let seen: BTreeSet<String> = (0..15)
-        .map(|_| exec(&server, &["wget", "-qO-", &format!("http://{cluster_ip}/")]).unwrap())
+        .map(|_| {
+            server
+                .exec_in(
+                    "client",
+                    &["wget", "-qO-", &format!("http://{cluster_ip}/")],
+                )
+                .unwrap()
+        })
         .collect();
     assert!(seen.len() >= 2 && seen.is_subset(&names), "{seen:?}");
-    let vars = exec(
-        &server,
-        &["sh", "-c", "echo $KUBIA_SERVICE_HOST:$KUBIA_SERVICE_PORT"],
-    )
-    .unwrap();
+    let vars = server
+        .exec_in(
+            "client",
+            &["sh", "-c", "echo $KUBIA_SERVICE_HOST:$KUBIA_SERVICE_PORT"],
+        )
+        .unwrap();
     assert_eq!(vars, format!("{cluster_ip}:80"));
     for (name, node, ip) in pods.iter().filter(|(_, n, _)| n != "board-0") {
-        let by_ip = exec(&server, &["wget", "-qO-", &format!("http://{ip}:8080/")]);
+        let by_ip = server.exec_in("client", &["wget", "-qO-", &format!("http://{ip}:8080/")]);
         assert_eq!(by_ip.as_deref(), Some(name.as_str()), "pod on {node} by IP");
         let dns = format!(
             "http://{}.default.pod.cluster.local:8080/",
             ip.replace('.', "-")
         );
-        let by_dns = exec(&server, &["wget", "-qO-", &dns]);
+        let by_dns = server.exec_in("client", &["wget", "-qO-", &dns]);
         assert_eq!(
             by_dns.as_deref(),
             Some(name.as_str()),

@@ -109,15 +109,7 @@ fn rc_of_three_stays_three_through_deletes_kills_and_scaling() {
     // keeps the same three pods.
     let target = &after[0];
     let uid = target["metadata"]["uid"].as_str().unwrap();
-    let meta: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            s.data_dir()
-                .join(format!("runtime/containers/{uid}-c-0/meta.json")),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    crate::support::unsafe_kill(meta["pid"].as_u64().unwrap() as u32, "KILL");
+    crate::support::unsafe_kill(s.container_pid(uid), "KILL");
     wait_for(30, "the killed container restarted", || {
         let p = s.pod(&name(target));
         (p["status"]["containerStatuses"][0]["restartCount"] == 1

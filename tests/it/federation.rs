@@ -78,21 +78,6 @@ spec:
     )
 }
 
-/// The pods labelled app=NAME that are Running and not being deleted.
-fn running_of(server: &Server, app: &str) -> Vec<Value> {
-    let out = server.kubectl_ok(&["get", "pods", "-l", &format!("app={app}"), "-o", "json"]);
-    let v: Value = serde_json::from_str(&out).unwrap();
-    v["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| {
-            p["status"]["phase"] == "Running" && p["metadata"]["deletionTimestamp"].is_null()
-        })
-        .cloned()
-        .collect()
-}
-
 fn prerequisites() -> Option<&'static fixtures::Fixture> {
     if missing("kubectl") || missing("ip") || missing("nsenter") {
         return None;
@@ -178,7 +163,7 @@ fn boards_join_run_their_pods_and_bad_peers_are_refused() {
     // An rc of 6 spreads over the three boards, none on the control plane.
     server.apply(&spread_rc("spread", 6, &fx.reference));
     let placed = wait_for(90, "6 Running replicas", || {
-        let pods = running_of(&server, "spread");
+        let pods = server.running_of("spread");
         (pods.len() == 6).then_some(pods)
     });
     for board in ["board-0", "board-1", "board-2"] {
@@ -428,7 +413,7 @@ fn a_dead_board_s_pods_come_back_elsewhere_and_it_reconciles_on_return() {
     });
     server.apply(&spread_rc("web", 6, &fx.reference));
     let before = wait_for(90, "6 Running replicas", || {
-        let pods = running_of(&server, "web");
+        let pods = server.running_of("web");
         (pods.len() == 6).then_some(pods)
     });
     let on_dead: Vec<String> = before
@@ -443,7 +428,7 @@ fn a_dead_board_s_pods_come_back_elsewhere_and_it_reconciles_on_return() {
     agents[0].kill9();
     let budget = grace + eviction + 5;
     wait_for(budget, "replacements Running on the other boards", || {
-        let pods = running_of(&server, "web");
+        let pods = server.running_of("web");
         let elsewhere = pods
             .iter()
             .filter(|p| p["spec"]["nodeName"] != "board-0")
@@ -477,7 +462,7 @@ fn a_dead_board_s_pods_come_back_elsewhere_and_it_reconciles_on_return() {
             .all(|name| !out.contains(&format!("pod/{name}\n")))
             .then_some(())
     });
-    let after = running_of(&server, "web");
+    let after = server.running_of("web");
     assert_eq!(after.len(), 6, "{after:?}");
     // On the board itself, only what the server assigns it still runs.
     let mut wanted: Vec<String> = after

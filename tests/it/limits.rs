@@ -400,14 +400,7 @@ fn connections_past_the_boards_limit_get_a_clear_error_and_the_limit_frees_up() 
     );
     // Closed connections give their places up; the daemon serves again.
     drop(idle);
-    wait_for(20, "kubectl served again", || {
-        s.kubectl(&["get", "configmaps"])
-            .status
-            .success()
-            .then_some(())
-    });
-    s.kubectl_stdin(&["create", "-f", "-"], &config_map("after"));
-    s.kubectl_ok(&["get", "configmap", "after"]);
+    serves_again(&s, 20);
 }
 
 #[test]
@@ -462,7 +455,13 @@ fn running_out_of_file_descriptors_does_not_stop_the_api_for_good() {
     });
     // Once they are gone the API serves again.
     drop(idle);
-    wait_for(30, "kubectl served again", || {
+    serves_again(&s, 30);
+}
+
+/// After the connections holding it up are gone, kubectl is served again
+/// (within `secs`) and a create is stored.
+fn serves_again(s: &Server, secs: u64) {
+    wait_for(secs, "kubectl served again", || {
         s.kubectl(&["get", "configmaps"])
             .status
             .success()

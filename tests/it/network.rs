@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use crate::support::{Server, server_with_busybox, wait_for};
+use crate::support::{Server, curl, server_with_busybox, wait_for};
 
 fn web(image: &str, replicas: u32) -> String {
     format!(
@@ -63,31 +63,6 @@ spec:
   terminationGracePeriodSeconds: 0
 "
     )
-}
-
-fn curl(url: &str) -> Option<String> {
-    let out = Command::new("curl")
-        .args(["-sf", "--max-time", "3", url])
-        .output()
-        .unwrap();
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// Runs `args` in the client pod (busybox's wget crashes with -T, so the
-/// time limit is kubectl's).
-fn exec(s: &Server, args: &[&str]) -> Option<String> {
-    let out = Command::new("timeout")
-        .args(["30", "kubectl", "--kubeconfig"])
-        .arg(&s.kubeconfig)
-        .args(["exec", "client", "--"])
-        .args(args)
-        .output()
-        .unwrap();
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// Names of the ready endpoints of Service web.
@@ -232,7 +207,7 @@ fn pods_reach_a_nodeport_service_by_ip_and_name_and_nothing_is_left() {
     });
     assert_eq!(got, "client");
     let cluster_ip = s.kubectl_ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
-    let env = exec(&s, &["sh", "-c", "env"]).unwrap();
+    let env = s.exec_in("client", &["sh", "-c", "env"]).unwrap();
     for var in [
         format!("WEB_SERVICE_HOST={cluster_ip}"),
         "WEB_SERVICE_PORT=80".into(),
@@ -246,15 +221,15 @@ fn pods_reach_a_nodeport_service_by_ip_and_name_and_nothing_is_left() {
         "http://web.default.svc.cluster.local/".into(),
         "http://web/".into(),
     ] {
-        let got = exec(&s, &["wget", "-qO-", &url]);
+        let got = s.exec_in("client", &["wget", "-qO-", &url]);
         assert!(
             got.as_ref().is_some_and(|h| names.contains(h)),
             "{url}: {got:?}"
         );
     }
     let first = &pods["items"][0];
-    let direct = exec(
-        &s,
+    let direct = s.exec_in(
+        "client",
         &[
             "wget",
             "-qO-",
@@ -265,7 +240,7 @@ fn pods_reach_a_nodeport_service_by_ip_and_name_and_nothing_is_left() {
         ],
     );
     assert_eq!(direct.as_deref(), first["metadata"]["name"].as_str());
-    let resolv = exec(&s, &["cat", "/etc/resolv.conf"]).unwrap();
+    let resolv = s.exec_in("client", &["cat", "/etc/resolv.conf"]).unwrap();
     assert!(resolv.contains(&format!("nameserver {gw}")), "{resolv}");
     assert!(
         resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local"),
@@ -369,6 +344,6 @@ fn a_restarted_daemon_keeps_pod_addresses_and_releases_those_of_gone_pods() {
         "the running pod's address {ip} was released"
     );
     assert_eq!(s.pod("client")["status"]["podIP"], ip.as_str());
-    let got = exec(&s, &["cat", "/etc/hosts"]).unwrap();
+    let got = s.exec_in("client", &["cat", "/etc/hosts"]).unwrap();
     assert!(got.lines().any(|l| l == format!("{ip}\tclient")), "{got}");
 }

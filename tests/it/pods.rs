@@ -1,8 +1,6 @@
 //! Real pods on this machine: kubectl drives a server whose kubelet runs
 //! them through the runtime helper, from busybox images imported offline.
 
-use serde_json::Value;
-
 use crate::support::{Server, server_with_busybox, wait_for};
 
 #[test]
@@ -322,15 +320,7 @@ fn kill_9_of_the_daemon_restarts_no_container() {
         .as_str()
         .unwrap()
         .to_string();
-    let meta: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            s.data_dir()
-                .join(format!("runtime/containers/{uid}-c-0/meta.json")),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    crate::support::unsafe_kill(meta["pid"].as_u64().unwrap() as u32, "KILL");
+    crate::support::unsafe_kill(s.container_pid(&uid), "KILL");
     let p = wait_for(30, "steady-0 restarted", || {
         let p = s.pod("steady-0");
         (p["status"]["containerStatuses"][0]["restartCount"] == 1

@@ -31,6 +31,17 @@ pub fn missing(tool: &str) -> bool {
     true
 }
 
+/// GET `url` with curl (3 s at most); the body, trimmed, on success.
+pub fn curl(url: &str) -> Option<String> {
+    let out = Command::new("curl")
+        .args(["-sf", "--max-time", "3", url])
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -418,6 +429,51 @@ impl Server {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs `args` in pod `pod` through kubectl exec; its stdout, trimmed,
+    /// if it succeeded. (busybox's wget crashes with -T, so the time limit,
+    /// 30 s, is `timeout`'s.)
+    pub fn exec_in(&self, pod: &str, args: &[&str]) -> Option<String> {
+        let out = Command::new("timeout")
+            .args(["30", "kubectl", "--kubeconfig"])
+            .arg(&self.kubeconfig)
+            .args(["exec", pod, "--"])
+            .args(args)
+            .output()
+            .unwrap();
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// The pods labelled app=APP that are Running and not being deleted.
+    pub fn running_of(&self, app: &str) -> Vec<Value> {
+        let out = self.kubectl_ok(&["get", "pods", "-l", &format!("app={app}"), "-o", "json"]);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| {
+                p["status"]["phase"] == "Running" && p["metadata"]["deletionTimestamp"].is_null()
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// The PID of the first container of the pod with `uid`, from the
+    /// runtime's record.
+    pub fn container_pid(&self, uid: &str) -> u32 {
+        let meta: Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                self.data_dir()
+                    .join(format!("runtime/containers/{uid}-c-0/meta.json")),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        meta["pid"].as_u64().unwrap() as u32
     }
 
     /// A pod of the default namespace as JSON, via kubectl.
