@@ -173,7 +173,7 @@ fn server_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
         service_cidr: "10.43.0.0/16".parse()?,
         network: crate::net::Names {
             bridge: DEFAULT_BRIDGE.into(),
-            cluster_cidr: "10.42.0.0/16".parse()?,
+            cluster_cidr: DEFAULT_CLUSTER_CIDR.parse()?,
         },
         board: config::load(&[])?,
         registries: "/etc/bramble/registries.yaml".into(),
@@ -193,20 +193,8 @@ fn server_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
             Long("node-name") => cfg.node_name = p.value()?.string()?.to_lowercase(),
             Long("tls-san") => cfg.tls_sans.push(p.value()?.string()?),
             Long("registries") => cfg.registries = p.value()?.into(),
-            Long("service-cidr") => {
-                cfg.service_cidr = p
-                    .value()?
-                    .string()?
-                    .parse()
-                    .map_err(|e: String| format!("--service-cidr: {e}"))?
-            }
-            Long("cluster-cidr") => {
-                cfg.network.cluster_cidr = p
-                    .value()?
-                    .string()?
-                    .parse()
-                    .map_err(|e: String| format!("--cluster-cidr: {e}"))?
-            }
+            Long("service-cidr") => cfg.service_cidr = cidr("--service-cidr", &mut p)?,
+            Long("cluster-cidr") => cfg.network.cluster_cidr = cidr("--cluster-cidr", &mut p)?,
             Long("bridge") => cfg.network.bridge = bridge_name(&p.value()?.string()?)?,
             Long("node-ip") => cfg.node_ip = Some(node_ip(&p.value()?.string()?)?),
             Long("help") | Short('h') => {
@@ -226,6 +214,15 @@ fn server_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
 }
 
 const DEFAULT_BRIDGE: &str = "bramble0";
+const DEFAULT_CLUSTER_CIDR: &str = "10.42.0.0/16";
+
+/// The CIDR value of `flag`.
+fn cidr(flag: &str, p: &mut lexopt::Parser) -> Result<crate::net::Cidr, Error> {
+    p.value()?
+        .string()?
+        .parse()
+        .map_err(|e: String| format!("{flag}: {e}").into())
+}
 
 fn node_ip(v: &str) -> Result<std::net::IpAddr, Error> {
     v.parse()
@@ -262,14 +259,7 @@ fn network_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
             Value(v) if v == "cleanup" => cleanup = true,
             Long("bridge") => bridge = bridge_name(&p.value()?.string()?)?,
             Long("data-dir") => data_dir = p.value()?.into(),
-            Long("cluster-cidr") => {
-                cluster = Some(
-                    p.value()?
-                        .string()?
-                        .parse()
-                        .map_err(|e: String| format!("--cluster-cidr: {e}"))?,
-                )
-            }
+            Long("cluster-cidr") => cluster = Some(cidr("--cluster-cidr", &mut p)?),
             _ => return Err(arg.unexpected().into()),
         }
     }
@@ -285,7 +275,7 @@ fn network_cmd(mut p: lexopt::Parser) -> Result<(), Error> {
         None => std::fs::read_to_string(crate::cluster::agent::cluster_cidr_file(&data_dir))
             .ok()
             .and_then(|t| t.trim().parse().ok())
-            .unwrap_or("10.42.0.0/16".parse()?),
+            .unwrap_or(DEFAULT_CLUSTER_CIDR.parse()?),
     };
     // No nodes: no routes to other boards' pods.
     crate::net::routes::sync(&[], "", &cluster)?;
