@@ -93,6 +93,25 @@ pub struct Facts {
     pub node_ip: Option<IpAddr>,
 }
 
+impl Facts {
+    /// The facts a daemon (server or agent) knows from its flags and board.
+    pub fn new(
+        name: &str,
+        data_dir: &std::path::Path,
+        board: &crate::config::Settings,
+        node_ip: Option<IpAddr>,
+    ) -> Facts {
+        Facts {
+            name: name.to_string(),
+            data_dir: data_dir.to_path_buf(),
+            max_pods: board.max_pods,
+            reserved_memory: board.reserved_memory,
+            labels: board.labels.clone(),
+            node_ip,
+        }
+    }
+}
+
 /// The Node object for this board, Ready.
 pub fn node_object(f: &Facts) -> Value {
     let cpus = std::thread::available_parallelism()

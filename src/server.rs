@@ -284,14 +284,7 @@ fn first_start(store: &Store) -> Result<(), StoreError> {
 /// Registers this board as a Node, or refreshes what it reports about itself
 /// while keeping what users set (labels, taints, unschedulable).
 fn register_node(store: &Store, cfg: &Config) -> Result<(), StoreError> {
-    let facts = node::Facts {
-        name: cfg.node_name.clone(),
-        data_dir: cfg.data_dir.clone(),
-        max_pods: cfg.board.max_pods,
-        reserved_memory: cfg.board.reserved_memory,
-        labels: cfg.board.labels.clone(),
-        node_ip: cfg.node_ip,
-    };
+    let facts = node::Facts::new(&cfg.node_name, &cfg.data_dir, &cfg.board, cfg.node_ip);
     let mut fresh = node::node_object(&facts);
     if cfg.control_plane_only {
         fresh["spec"]["taints"] = serde_json::json!([node::control_plane_taint()]);

@@ -135,14 +135,7 @@ pub fn run(cfg: Config) -> Result<(), AgentError> {
             async move { crate::events::run_expiry(&store).await }
         })
         .detach();
-        let facts = crate::node::Facts {
-            name: cfg.node_name.clone(),
-            data_dir: cfg.data_dir.clone(),
-            max_pods: cfg.board.max_pods,
-            reserved_memory: cfg.board.reserved_memory,
-            labels: cfg.board.labels.clone(),
-            node_ip: cfg.node_ip,
-        };
+        let facts = crate::node::Facts::new(&cfg.node_name, &cfg.data_dir, &cfg.board, cfg.node_ip);
         crate::node::register(&store, crate::node::node_object(&facts))?;
         let kubelet = board.kubelet.clone();
         board.spawn(&ex, &store);
