@@ -133,12 +133,7 @@ mod tests {
 
     #[test]
     fn repeats_bump_the_count_and_old_events_expire() {
-        let dir = std::env::temp_dir().join(format!("bramble-events-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = Store::open(&dir).unwrap();
-        let ns = json!({"metadata": {"name": "default"}});
-        store.create(res("Namespace"), ns).unwrap();
+        let (store, dir) = crate::store::testing::temp_store_with_default_ns("events");
         let pod = store
             .create(res("Pod"), json!({"metadata": {"name": "p", "namespace": "default"}, "spec": {"containers": []}}))
             .unwrap();
@@ -164,13 +159,7 @@ mod tests {
 
     #[test]
     fn only_the_newest_events_are_kept() {
-        let dir = std::env::temp_dir().join(format!("bramble-events-cap-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = Store::open(&dir).unwrap();
-        store
-            .create(res("Namespace"), json!({"metadata": {"name": "default"}}))
-            .unwrap();
+        let (store, dir) = crate::store::testing::temp_store_with_default_ns("events-cap");
         for i in 0..MAX_EVENTS + 5 {
             // Distinct, ordered times: event i happened i seconds after 10:00.
             let at = format!("2026-11-27T10:{:02}:{:02}Z", i / 60, i % 60);

@@ -564,8 +564,8 @@ mod tests {
 
     #[test]
     fn passes_through_the_store_settle_and_then_write_nothing() {
-        use crate::controllers::replicaset::tests::temp_store;
-        let (store, dir) = temp_store("ds-pass");
+        use crate::store::testing::temp_store_with_default_ns;
+        let (store, dir) = temp_store_with_default_ns("ds-pass");
         store.create(res("Node"), node("a", json!([]))).unwrap();
         store.create(res("Node"), node("b", json!([]))).unwrap();
         store

@@ -1707,8 +1707,8 @@ mod tests {
 
     #[test]
     fn a_pass_creates_the_replica_set_with_revision_and_owner_then_settles() {
-        use crate::controllers::replicaset::tests::temp_store;
-        let (store, dir) = temp_store("deploy-pass");
+        use crate::store::testing::temp_store_with_default_ns;
+        let (store, dir) = temp_store_with_default_ns("deploy-pass");
         let d = stored_deployment(&store, "web", 3, "busybox:1");
         let now = SystemTime::now();
         assert!(!pass(&store, now).0);
@@ -1780,8 +1780,9 @@ mod tests {
 
     #[test]
     fn recreate_waits_for_the_old_pods_to_be_gone() {
-        use crate::controllers::replicaset::{self, tests::temp_store};
-        let (store, dir) = temp_store("deploy-recreate");
+        use crate::controllers::replicaset;
+        use crate::store::testing::temp_store_with_default_ns;
+        let (store, dir) = temp_store_with_default_ns("deploy-recreate");
         let mut d = stored_deployment(&store, "rec", 2, "busybox:1");
         d["spec"]["strategy"] = json!({"type": "Recreate"});
         store.update(res("Deployment"), d).unwrap();

@@ -298,9 +298,10 @@ mod tests {
 
     #[test]
     fn pods_of_a_deleted_rc_are_collected_in_background_and_foreground() {
-        use crate::controllers::replicaset::tests::{stored_rc, temp_store};
+        use crate::controllers::replicaset::tests::stored_rc;
+        use crate::store::testing::temp_store_with_default_ns;
         let rc = crate::model::res("ReplicationController");
-        let (store, dir) = temp_store("gc");
+        let (store, dir) = temp_store_with_default_ns("gc");
         stored_rc(&store, "bg", 2);
         stored_rc(&store, "fg", 2);
         assert!(!crate::controllers::replicaset::pass(&store, std::time::SystemTime::now()).failed);

@@ -685,8 +685,8 @@ mod tests {
 
     #[test]
     fn passes_through_the_store_settle_and_then_write_nothing() {
-        use crate::controllers::replicaset::tests::temp_store;
-        let (store, dir) = temp_store("job-pass");
+        use crate::store::testing::temp_store_with_default_ns;
+        let (store, dir) = temp_store_with_default_ns("job-pass");
         let mut j = job(json!({}));
         j["metadata"].as_object_mut().unwrap().remove("uid");
         generate_selector(&mut j, "job-uid");

@@ -426,8 +426,9 @@ mod tests {
 
     #[test]
     fn a_pass_taints_a_silent_node_evicts_and_collects_orphans() {
-        use crate::controllers::replicaset::{self, tests::temp_store};
-        let (store, dir) = temp_store("lifecycle");
+        use crate::controllers::replicaset;
+        use crate::store::testing::temp_store_with_default_ns;
+        let (store, dir) = temp_store_with_default_ns("lifecycle");
         let mut n = node();
         n["metadata"]["name"] = "sim".into();
         store.create(res("Node"), n).unwrap();

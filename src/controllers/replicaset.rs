@@ -568,20 +568,6 @@ pub(super) mod tests {
         assert!(c.adopt.is_empty(), "an owner being deleted adopts nothing");
     }
 
-    /// A store in a fresh directory with the default namespace.
-    pub(in crate::controllers) fn temp_store(
-        tag: &str,
-    ) -> (std::rc::Rc<Store>, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("bramble-ctl-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = Store::open(&dir).unwrap();
-        store
-            .create(res("Namespace"), json!({"metadata": {"name": "default"}}))
-            .unwrap();
-        (store, dir)
-    }
-
     pub(in crate::controllers) fn stored_rc(store: &Store, name: &str, replicas: u64) {
         let mut rc = json!({"metadata": {"name": name, "namespace": "default"},
             "spec": {"replicas": replicas, "selector": {"app": name}, "template": {
@@ -593,7 +579,7 @@ pub(super) mod tests {
 
     #[test]
     fn a_pass_makes_the_pods_and_a_second_pass_writes_nothing() {
-        let (store, dir) = temp_store("rs-pass");
+        let (store, dir) = crate::store::testing::temp_store_with_default_ns("rs-pass");
         stored_rc(&store, "kubia", 3);
         assert!(!pass(&store, SystemTime::now()).failed);
         let pods = store.list(res("Pod"), Some("default"));

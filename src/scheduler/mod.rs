@@ -472,16 +472,9 @@ mod tests {
         assert_eq!(per_node.values().copied().collect::<Vec<_>>(), [2, 2, 2]);
     }
 
-    fn temp_store(tag: &str) -> (std::rc::Rc<Store>, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("bramble-sched-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        (Store::open(&dir).unwrap(), dir)
-    }
-
     #[test]
     fn a_pass_binds_what_fits_marks_the_rest_once_and_retries_when_a_node_changes() {
-        let (store, dir) = temp_store("pass");
+        let (store, dir) = crate::store::testing::temp_store("sched-pass");
         let node = |name: &str, memory: &str| {
             json!({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
                 "status": {"allocatable": {"cpu": "1", "memory": memory, "pods": "10"},

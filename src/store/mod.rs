@@ -252,6 +252,15 @@ pub struct Store {
     heartbeats: RefCell<HashMap<String, Instant>>,
 }
 
+/// The namespace an object of `resource` is stored under: its own, or ""
+/// for cluster-scoped kinds.
+fn namespace_of(resource: &Resource, value: &Value) -> String {
+    match resource.namespaced {
+        true => model::namespace(value).to_string(),
+        false => String::new(),
+    }
+}
+
 fn index(r: &'static Resource) -> usize {
     RESOURCES
         .iter()
@@ -382,11 +391,7 @@ impl Store {
         mut value: Value,
     ) -> Result<Arc<Object>, StoreError> {
         let mut st = self.state.borrow_mut();
-        let ns = if resource.namespaced {
-            model::namespace(&value).to_string()
-        } else {
-            String::new()
-        };
+        let ns = namespace_of(resource, &value);
         let map = &st.objects[index(resource)];
         let mut name = model::name(&value).to_string();
         if name.is_empty() {
@@ -446,11 +451,7 @@ impl Store {
         mut value: Value,
     ) -> Result<Arc<Object>, StoreError> {
         let mut st = self.state.borrow_mut();
-        let ns = if resource.namespaced {
-            model::namespace(&value).to_string()
-        } else {
-            String::new()
-        };
+        let ns = namespace_of(resource, &value);
         let name = model::name(&value).to_string();
         let Some(old) = st.objects[index(resource)]
             .get(&(ns.clone(), name.clone()))
@@ -521,11 +522,7 @@ impl Store {
         mut value: Value,
     ) -> Result<Arc<Object>, StoreError> {
         let mut st = self.state.borrow_mut();
-        let ns = if resource.namespaced {
-            model::namespace(&value).to_string()
-        } else {
-            String::new()
-        };
+        let ns = namespace_of(resource, &value);
         let name = model::name(&value).to_string();
         if name.is_empty() {
             return Err(StoreError::Invalid {
@@ -893,18 +890,44 @@ pub fn finalizers(value: &Value) -> Vec<&str> {
         .collect()
 }
 
+/// Stores for unit tests anywhere in the crate.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::res;
-    use serde_json::json;
+pub(crate) mod testing {
+    use super::Store;
+    use std::path::PathBuf;
+    use std::rc::Rc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    fn temp_store(tag: &str) -> (Rc<Store>, PathBuf) {
-        let dir = std::env::temp_dir().join(format!("bramble-store-{tag}-{}", std::process::id()));
+    /// A store in a fresh directory of its own: `tag` names it for a human,
+    /// a counter keeps tests with the same tag apart.
+    pub fn temp_store(tag: &str) -> (Rc<Store>, PathBuf) {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("bramble-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         (Store::open(&dir).unwrap(), dir)
     }
+
+    /// [`temp_store`] with the default namespace, as a server's store has it.
+    pub fn temp_store_with_default_ns(tag: &str) -> (Rc<Store>, PathBuf) {
+        let (store, dir) = temp_store(tag);
+        store
+            .create(
+                crate::model::res("Namespace"),
+                serde_json::json!({"metadata": {"name": "default"}}),
+            )
+            .unwrap();
+        (store, dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::temp_store;
+    use super::*;
+    use crate::model::res;
+    use serde_json::json;
 
     fn cm(name: &str, data: &str) -> Value {
         json!({"metadata": {"name": name, "namespace": "default"}, "data": {"k": data}})
