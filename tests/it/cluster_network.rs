@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 
 use crate::support::boards::{Agent, Net, nodes, ready, token};
-use crate::support::{Server, TempDir, curl, fixtures, missing, wait_for};
+use crate::support::{Server, TempDir, curl, fixtures, missing, run_ok, wait_for};
 
 /// Three HTTP pods answering with their hostname, one per board.
 fn kubia(image: &str, replicas: u32) -> String {
@@ -338,22 +338,17 @@ fn kubia_spreads_over_boards_behind_a_node_port_and_pods_talk_across_boards() {
             .then_some(())
     });
     agents[0].terminate();
-    let out = Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{}", net.namespaces[0]))
-        .args([
-            "--",
-            crate::support::bramble(),
-            "network",
-            "cleanup",
-            "--data-dir",
-        ])
-        .arg(agents[0].data_dir())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", net.namespaces[0]))
+            .args([
+                "--",
+                crate::support::bramble(),
+                "network",
+                "cleanup",
+                "--data-dir",
+            ])
+            .arg(agents[0].data_dir()),
     );
     assert_eq!(board_state(&net.namespaces[0]), before);
     drop(agents);

@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use crate::support::{Server, curl, server_with_busybox, wait_for};
+use crate::support::{Server, curl, run_ok, server_with_busybox, wait_for};
 
 fn web(image: &str, replicas: u32) -> String {
     format!(
@@ -303,15 +303,10 @@ fn pods_reach_a_nodeport_service_by_ip_and_name_and_nothing_is_left() {
     )
     .unwrap();
     assert!(!rules.contains("dnat to"), "{rules}");
-    let out = Command::new(crate::support::bramble())
-        .args(["network", "cleanup", "--bridge", &s.net.bridge])
-        .args(["--cluster-cidr", &s.net.cluster_cidr])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new(crate::support::bramble())
+            .args(["network", "cleanup", "--bridge", &s.net.bridge])
+            .args(["--cluster-cidr", &s.net.cluster_cidr]),
     );
     // The slot's bridge, CIDR and table are this server's alone, so "as
     // before" is: none of them on the host.

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{Server, TempDir, bramble, reset_runtime, unsafe_kill, wait_for};
+use super::{Server, TempDir, bramble, reset_runtime, run_ok, unsafe_kill, wait_for};
 
 #[track_caller]
 pub fn ip(args: &[&str]) {
@@ -109,17 +109,12 @@ pub struct Agent {
 impl Agent {
     pub fn start(net: &Net, i: usize, token: &str, image: &Path) -> Agent {
         let mut a = Agent::new(net, i, token, &format!("board-{i}"));
-        let out = Command::new(bramble())
-            .args(["image", "import"])
-            .arg(image)
-            .arg("--data-dir")
-            .arg(a.data_dir())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        run_ok(
+            Command::new(bramble())
+                .args(["image", "import"])
+                .arg(image)
+                .arg("--data-dir")
+                .arg(a.data_dir()),
         );
         a.args.extend([
             "--node-label".to_string(),
@@ -228,17 +223,13 @@ impl Drop for Agent {
 }
 
 pub fn token(server: &Server) -> String {
-    let out = Command::new(bramble())
-        .args(["token", "--data-dir"])
-        .arg(server.data_dir())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    run_ok(
+        Command::new(bramble())
+            .args(["token", "--data-dir"])
+            .arg(server.data_dir()),
+    )
+    .trim()
+    .to_string()
 }
 
 pub fn ready(node: &Value) -> bool {

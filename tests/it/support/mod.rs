@@ -31,6 +31,19 @@ pub fn missing(tool: &str) -> bool {
     true
 }
 
+/// Runs `cmd`, fails the test with its stderr unless it exits 0; its stdout.
+#[track_caller]
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        cmd,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// GET `url` with curl (3 s at most); the body, trimmed, on success.
 pub fn curl(url: &str) -> Option<String> {
     let out = Command::new("curl")
