@@ -261,19 +261,24 @@ impl Kubelet {
             async move { node_status::run(&me.store, &me.cfg.node_name, &me.cfg.data_dir).await },
         )
         .detach();
-        // Pod changes wake the loop.
+        // Pod changes wake the loop. The first watch starts here, before the
+        // first pass lists the pods, so no change falls between the two.
         let me = self.clone();
+        let mut watch = self
+            .store
+            .watch(res("Pod"), None, self.store.resource_version());
         ex.spawn(async move {
             loop {
-                let Ok(w) = me
-                    .store
-                    .watch(res("Pod"), None, me.store.resource_version())
-                else {
-                    continue;
-                };
-                while w.recv().await.is_ok() {
-                    me.poke();
+                if let Ok(w) = watch {
+                    while w.recv().await.is_ok() {
+                        me.poke();
+                    }
                 }
+                // Dropped (a slow watcher): a pass catches up on what it missed.
+                me.poke();
+                watch = me
+                    .store
+                    .watch(res("Pod"), None, me.store.resource_version());
             }
         })
         .detach();
@@ -342,6 +347,13 @@ impl Kubelet {
                 .into_iter()
                 .find(|p| p.uid == c.pod_uid)
             else {
+                // Its pod was deleted while the daemon was away, or lost with
+                // a damaged database: the first pass removes what it left.
+                if !pods.contains_key(&c.pod_uid) {
+                    log::info!("container {} belongs to no known pod: removing it", c.id);
+                }
+                pods.entry(c.pod_uid.clone())
+                    .or_insert_with(|| new_pod(&Value::Null));
                 continue;
             };
             let v = pod.value();

@@ -444,7 +444,7 @@ impl Store {
     /// the stored one. uid and creationTimestamp are kept; generation grows
     /// when anything outside metadata and status changed. An update that
     /// changes nothing writes nothing. An object being deleted whose last
-    /// finalizer is removed is deleted.
+    /// finalizer is removed is deleted, unless it is in a grace period.
     pub fn update(
         &self,
         resource: &'static Resource,
@@ -506,7 +506,14 @@ impl Store {
         }
         let rv = st.rv + 1;
         model::meta_mut(&mut value).insert("resourceVersion".into(), rv.to_string().into());
-        if is_deleting(&value) && finalizers(&value).is_empty() {
+        // As the API server: an update ends a deletion only when nothing
+        // holds it any more. A pod in its grace period is held by its
+        // kubelet, which deletes it itself; a status write must not.
+        let graceful = model::meta(&value)
+            .and_then(|m| m.get("deletionGracePeriodSeconds"))
+            .and_then(Value::as_i64)
+            .is_some_and(|g| g > 0);
+        if is_deleting(&value) && finalizers(&value).is_empty() && !graceful {
             return Ok(st.commit_delete(resource, &old, Some(value), rv, self));
         }
         Ok(st.commit_put(resource, value, rv, Some(old), self))
@@ -600,13 +607,18 @@ impl Store {
             && v.pointer("/spec/nodeName")
                 .and_then(Value::as_str)
                 .is_some_and(|n| !n.is_empty());
-        let grace = grace
-            .or_else(|| {
-                v.pointer("/spec/terminationGracePeriodSeconds")
-                    .and_then(Value::as_i64)
-            })
-            .unwrap_or(if is_pod { 30 } else { 0 })
-            .max(0);
+        // No kubelet runs an unbound pod, so none would end its grace period.
+        let grace = if is_pod && !bound {
+            0
+        } else {
+            grace
+                .or_else(|| {
+                    v.pointer("/spec/terminationGracePeriodSeconds")
+                        .and_then(Value::as_i64)
+                })
+                .unwrap_or(if is_pod { 30 } else { 0 })
+                .max(0)
+        };
         let waits = !finalizers(&v).is_empty() || (bound && grace > 0);
         if !waits {
             return self
@@ -1023,6 +1035,11 @@ mod tests {
             panic!()
         };
         assert_eq!(p.value()["metadata"]["deletionGracePeriodSeconds"], 30);
+        // Its kubelet reporting the containers stopping does not end it.
+        let mut v = p.value();
+        v["status"] = json!({"phase": "Running"});
+        store.update(res("Pod"), v).unwrap();
+        assert!(store.get(res("Pod"), "default", "bound").is_some());
         assert!(matches!(
             store.delete_gracefully(res("Pod"), "default", "bound", Some(0)),
             Ok(Deletion::Gone(_))

@@ -480,8 +480,10 @@ fn a_dead_board_s_pods_come_back_elsewhere_and_it_reconciles_on_return() {
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "board-0 holds sandboxes {held:?}, the server assigns it {wanted:?}\n{}",
-            agents[0].log()
+            "board-0 holds sandboxes {held:?}, the server assigns it {wanted:?}\n{}\nits runtime helper:\n{}",
+            agents[0].log(),
+            std::fs::read_to_string(agents[0].data_dir().join("runtime/helper.log"))
+                .unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(100));
     }

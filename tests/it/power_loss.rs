@@ -376,3 +376,46 @@ fn a_garbage_database_and_snapshot_start_empty_and_say_so() {
     assert_eq!(recovery_lines(&s).len(), 1, "no second recovery");
     assert!(configmaps(&s).contains_key("reborn"));
 }
+
+#[test]
+fn containers_of_pods_lost_with_the_database_are_removed_at_start() {
+    if missing("kubectl") {
+        return;
+    }
+    let Some(fx) = crate::support::fixtures::busybox_image() else {
+        return;
+    };
+    let mut s = Server::start();
+    s.import_image(&fx.oci_archive);
+    s.apply(&format!(
+        "apiVersion: v1
+kind: Pod
+metadata: {{name: lost}}
+spec:
+  containers:
+  - {{name: c, image: {}, imagePullPolicy: Never, command: [sleep, '3600']}}
+",
+        fx.reference
+    ));
+    let uid = s.wait_phase("lost", "Running", 60)["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pid = s.container_pid(&uid);
+    // The daemon stops; its containers keep running, as on any restart.
+    assert_eq!(s.terminate(), Some(0));
+    assert!(PathBuf::from(format!("/proc/{pid}")).exists());
+    let garbage = vec![0x5a; 64 * 1024];
+    for f in ["state.db", "state.db-wal", "state.db.snapshot"] {
+        std::fs::write(s.data_dir().join(f), &garbage).unwrap();
+    }
+    s.spawn(&[]);
+    assert_eq!(recovery_lines(&s).len(), 1);
+    // No pod holds the container any more: it and its sandbox go.
+    let sandbox = s.data_dir().join(format!("runtime/sandboxes/{uid}"));
+    crate::support::wait_for(30, "the lost pod's container and sandbox gone", || {
+        (!PathBuf::from(format!("/proc/{pid}")).exists() && !sandbox.exists()).then_some(())
+    });
+    let pods = s.kubectl_ok(&["get", "pods", "-A", "-o", "name"]);
+    assert_eq!(pods, "");
+}
