@@ -332,9 +332,9 @@ fn accept_loop(socket: &TcpListener, shared: &Arc<Shared>) {
     }
 }
 
-/// Answers a connection past the cap with a 503 Status naming the limit, on
-/// a short-lived thread with bounded time; past [`MAX_REFUSING`] of those
-/// the connection is just closed.
+/// Answers a connection past the cap with a 503 Status naming the limit and
+/// a Retry-After (kubectl tries again), on a short-lived thread with bounded
+/// time; past [`MAX_REFUSING`] of those the connection is just closed.
 fn refuse(sock: TcpStream, shared: &Arc<Shared>) {
     if !take(&shared.refusing, MAX_REFUSING) {
         return;
@@ -527,8 +527,13 @@ fn write_full(
     keep_alive: bool,
     head_only: bool,
 ) -> std::io::Result<()> {
+    let retry = if matches!(status, 429 | 503) {
+        format!("Retry-After: {}\r\n", status::RETRY_AFTER_SECS)
+    } else {
+        String::new()
+    };
     let mut out = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{}\r\n",
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{retry}{}\r\n",
         conn::reason(status),
         body.len(),
         if keep_alive {

@@ -15,6 +15,9 @@ pub struct Status {
     pub details: Option<Value>,
 }
 
+/// What a 429 or 503 asks the client to wait before trying again.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
 impl Status {
     fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Status {
         Status {
@@ -100,14 +103,20 @@ impl Status {
     pub fn unprocessable(msg: impl Into<String>) -> Status {
         Status::new(422, "Invalid", msg)
     }
+    /// A limit was reached: try again shortly (kubectl does, told by
+    /// Retry-After, as with the API server's max-in-flight refusals).
     pub fn too_many_requests(msg: impl Into<String>) -> Status {
-        Status::new(429, "TooManyRequests", msg)
+        Status::new(429, "TooManyRequests", msg).retry_after()
     }
     pub fn internal(msg: impl Into<String>) -> Status {
         Status::new(500, "InternalError", msg)
     }
     pub fn unavailable(msg: impl Into<String>) -> Status {
-        Status::new(503, "ServiceUnavailable", msg)
+        Status::new(503, "ServiceUnavailable", msg).retry_after()
+    }
+    fn retry_after(mut self) -> Status {
+        self.details = Some(json!({"retryAfterSeconds": RETRY_AFTER_SECS}));
+        self
     }
 
     pub fn to_json(&self) -> Value {
