@@ -284,7 +284,11 @@ fn first_start(store: &Store) -> Result<(), StoreError> {
 /// Registers this board as a Node, or refreshes what it reports about itself
 /// while keeping what users set (labels, taints, unschedulable).
 fn register_node(store: &Store, cfg: &Config) -> Result<(), StoreError> {
-    let facts = node::Facts::new(&cfg.node_name, &cfg.data_dir, &cfg.board, cfg.node_ip);
+    // Boards reach the server at the address it listens on for them: the
+    // routes to its pods go there too.
+    let listen = Some(cfg.cluster_listen.ip()).filter(|ip| !ip.is_unspecified());
+    let node_ip = cfg.node_ip.or(listen);
+    let facts = node::Facts::new(&cfg.node_name, &cfg.data_dir, &cfg.board, node_ip);
     let mut fresh = node::node_object(&facts);
     if cfg.control_plane_only {
         fresh["spec"]["taints"] = serde_json::json!([node::control_plane_taint()]);

@@ -132,6 +132,11 @@ fn boards_join_run_their_pods_and_bad_peers_are_refused() {
         own["spec"]["taints"],
         serde_json::json!([{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}])
     );
+    // The boards reach the server where it listens for them: its address.
+    assert_eq!(
+        own["status"]["addresses"][0],
+        serde_json::json!({"type": "InternalIP", "address": net.host()}),
+    );
 
     // Two pods per board, each bound to it; their status comes back.
     for k in 0..6 {
