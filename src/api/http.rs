@@ -192,11 +192,7 @@ impl Listener {
         max_connections: usize,
     ) -> Result<Listener, String> {
         let tls = server_config(&tls).map_err(|e| format!("the API's TLS certificate: {e}"))?;
-        let socket = TcpListener::bind(addr).map_err(|e| format!("listening on {addr}: {e}"))?;
-        // Accepted sockets inherit TCP_NODELAY. Without it a reply written
-        // as headers then body waits for the client's delayed ACK (~40 ms).
-        nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::TcpNoDelay, &true)
-            .map_err(|e| format!("setting TCP_NODELAY on {addr}: {e}"))?;
+        let socket = listen(addr)?;
         let addr = socket
             .local_addr()
             .map_err(|e| format!("listening on {addr}: {e}"))?;
@@ -707,9 +703,67 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The API's listening socket. Accepted sockets inherit its options:
+/// TCP_NODELAY, without which a reply written as headers then body waits
+/// for the client's delayed ACK (~40 ms); and keepalive probes with a user
+/// timeout, so a client that vanished (a laptop shut mid-exec, a board
+/// unplugged) gives its connection up within about a minute instead of
+/// holding it, and its place under `max_connections`, for good.
+fn listen(addr: SocketAddr) -> Result<TcpListener, String> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let socket = TcpListener::bind(addr).map_err(|e| format!("listening on {addr}: {e}"))?;
+    let set =
+        |what: &str, r: nix::Result<()>| r.map_err(|e| format!("setting {what} on {addr}: {e}"));
+    set(
+        "TCP_NODELAY",
+        setsockopt(&socket, sockopt::TcpNoDelay, &true),
+    )?;
+    set(
+        "SO_KEEPALIVE",
+        setsockopt(&socket, sockopt::KeepAlive, &true),
+    )?;
+    set(
+        "TCP_KEEPIDLE",
+        setsockopt(&socket, sockopt::TcpKeepIdle, &KEEPALIVE_IDLE_SECS),
+    )?;
+    set(
+        "TCP_KEEPINTVL",
+        setsockopt(&socket, sockopt::TcpKeepInterval, &KEEPALIVE_INTERVAL_SECS),
+    )?;
+    set(
+        "TCP_KEEPCNT",
+        setsockopt(&socket, sockopt::TcpKeepCount, &KEEPALIVE_PROBES),
+    )?;
+    // Unacknowledged data (a client gone while a watch writes) counts too.
+    let unacked = (KEEPALIVE_IDLE_SECS + KEEPALIVE_INTERVAL_SECS * KEEPALIVE_PROBES) * 1000;
+    set(
+        "TCP_USER_TIMEOUT",
+        setsockopt(&socket, sockopt::TcpUserTimeout, &unacked),
+    )?;
+    Ok(socket)
+}
+
+const KEEPALIVE_IDLE_SECS: u32 = 30;
+const KEEPALIVE_INTERVAL_SECS: u32 = 10;
+const KEEPALIVE_PROBES: u32 = 3;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accepted_connections_inherit_nodelay_and_keepalive() {
+        use nix::sys::socket::{getsockopt, sockopt};
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (conn, _) = listener.accept().unwrap();
+        assert!(getsockopt(&conn, sockopt::TcpNoDelay).unwrap());
+        assert!(getsockopt(&conn, sockopt::KeepAlive).unwrap());
+        assert_eq!(getsockopt(&conn, sockopt::TcpKeepIdle).unwrap(), 30);
+        assert_eq!(getsockopt(&conn, sockopt::TcpKeepInterval).unwrap(), 10);
+        assert_eq!(getsockopt(&conn, sockopt::TcpKeepCount).unwrap(), 3);
+        assert_eq!(getsockopt(&conn, sockopt::TcpUserTimeout).unwrap(), 60_000);
+    }
 
     #[test]
     fn urls_split_and_decode() {
