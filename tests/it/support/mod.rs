@@ -607,8 +607,10 @@ pub fn unsafe_kill(pid: u32, signal: &str) {
     if pid == 0 {
         return;
     }
+    // Often the process is gone already: that is not news.
     let _ = Command::new("kill")
         .args([&format!("-{signal}"), &pid.to_string()])
+        .stderr(Stdio::null())
         .status();
 }
 
