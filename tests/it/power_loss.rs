@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::support::{Server, TempDir, missing, reset_runtime};
+use crate::support::{Server, TempDir, missing, reset_runtime, server_with_busybox};
 
 pub const CONFIGMAPS: &str = "/api/v1/namespaces/default/configmaps";
 
@@ -379,23 +379,17 @@ fn a_garbage_database_and_snapshot_start_empty_and_say_so() {
 
 #[test]
 fn containers_of_pods_lost_with_the_database_are_removed_at_start() {
-    if missing("kubectl") {
-        return;
-    }
-    let Some(fx) = crate::support::fixtures::busybox_image() else {
+    let Some((mut s, image)) = server_with_busybox() else {
         return;
     };
-    let mut s = Server::start();
-    s.import_image(&fx.oci_archive);
     s.apply(&format!(
         "apiVersion: v1
 kind: Pod
 metadata: {{name: lost}}
 spec:
   containers:
-  - {{name: c, image: {}, imagePullPolicy: Never, command: [sleep, '3600']}}
-",
-        fx.reference
+  - {{name: c, image: {image}, imagePullPolicy: Never, command: [sleep, '3600']}}
+"
     ));
     let uid = s.wait_phase("lost", "Running", 60)["metadata"]["uid"]
         .as_str()
