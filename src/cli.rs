@@ -31,7 +31,8 @@ defaults: --data-dir /var/lib/bramble, --listen 0.0.0.0:6443,
           --cluster-listen 0.0.0.0:6444 (where agents connect),
           --node-name the hostname, --node-ip (where other boards reach
           this one's pods) the server's --cluster-listen address if it
-          names one, else the first non-loopback address, --service-cidr 10.43.0.0/16,
+          names one, an agent's address towards its --server, else the
+          first non-loopback address, --service-cidr 10.43.0.0/16,
           --cluster-cidr 10.42.0.0/16 (a /24 of it per node), --bridge bramble0
           (the pods' bridge; the nftables table `ip NAME` has the same name;
           servers sharing a machine need their own --bridge and --cluster-cidr),

@@ -135,7 +135,8 @@ pub fn run(cfg: Config) -> Result<(), AgentError> {
             async move { crate::events::run_expiry(&store).await }
         })
         .detach();
-        let facts = crate::node::Facts::new(&cfg.node_name, &cfg.data_dir, &cfg.board, cfg.node_ip);
+        let node_ip = cfg.node_ip.or_else(|| towards(&cfg.server));
+        let facts = crate::node::Facts::new(&cfg.node_name, &cfg.data_dir, &cfg.board, node_ip);
         crate::node::register(&store, crate::node::node_object(&facts))?;
         let kubelet = board.kubelet.clone();
         board.spawn(&ex, &store);
@@ -193,6 +194,22 @@ pub fn run(cfg: Config) -> Result<(), AgentError> {
         log::info!("bramble agent stopped");
         outcome
     }))
+}
+
+/// The address this board's traffic to the server leaves from: on a board
+/// with several (Wi-Fi and Ethernet, a VPN), the one on the LAN it shares
+/// with the others. Connecting a UDP socket only looks the route up; nothing
+/// is sent. None when the server's name does not resolve yet (offline).
+fn towards(server: &str) -> Option<std::net::IpAddr> {
+    let to = server.to_socket_addrs().ok()?.next()?;
+    let any: SocketAddr = if to.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = std::net::UdpSocket::bind(any).ok()?;
+    socket.connect(to).ok()?;
+    Some(socket.local_addr().ok()?.ip()).filter(|ip| !ip.is_loopback())
 }
 
 /// Connects, runs a session, and retries with back-off and jitter, until
