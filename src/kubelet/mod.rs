@@ -316,17 +316,19 @@ impl Kubelet {
     /// containers kept running; restart counts come from the pods' status.
     async fn reattach(&self) -> Result<(), String> {
         let mut running = self.link.list().await?;
+        let by_uid = || -> HashMap<String, Arc<Object>> {
+            self.store
+                .list(res("Pod"), None)
+                .into_iter()
+                .map(|p| (p.uid.clone(), p))
+                .collect()
+        };
         // The last daemon died between creating and starting these: finish
         // the start, or the next sync would replace them and count a
         // restart for a container that never ran.
+        let known = by_uid();
         for c in running.iter_mut().filter(|c| {
-            c.status == rt::Status::Created
-                && c.exit.is_none()
-                && self
-                    .store
-                    .list(res("Pod"), None)
-                    .iter()
-                    .any(|p| p.uid == c.pod_uid)
+            c.status == rt::Status::Created && c.exit.is_none() && known.contains_key(&c.pod_uid)
         }) {
             match self.link.start_container(&c.id).await {
                 Ok(info) => {
@@ -339,14 +341,11 @@ impl Kubelet {
                 ),
             }
         }
+        // Listed again: the starts above let other tasks change the store.
+        let known = by_uid();
         let mut pods = self.pods.borrow_mut();
         for c in running {
-            let Some(pod) = self
-                .store
-                .list(res("Pod"), None)
-                .into_iter()
-                .find(|p| p.uid == c.pod_uid)
-            else {
+            let Some(pod) = known.get(&c.pod_uid) else {
                 // Its pod was deleted while the daemon was away, or lost with
                 // a damaged database: the first pass removes what it left.
                 if !pods.contains_key(&c.pod_uid) {
