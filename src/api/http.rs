@@ -523,11 +523,9 @@ fn write_full(
     keep_alive: bool,
     head_only: bool,
 ) -> std::io::Result<()> {
-    let retry = if matches!(status, 429 | 503) {
-        format!("Retry-After: {}\r\n", status::RETRY_AFTER_SECS)
-    } else {
-        String::new()
-    };
+    let retry = status::retry_after_secs(status)
+        .map(|s| format!("Retry-After: {s}\r\n"))
+        .unwrap_or_default();
     let mut out = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{retry}{}\r\n",
         conn::reason(status),

@@ -15,8 +15,13 @@ pub struct Status {
     pub details: Option<Value>,
 }
 
-/// What a 429 or 503 asks the client to wait before trying again.
-pub const RETRY_AFTER_SECS: u64 = 1;
+/// How long a reply with this code asks the client to wait before trying
+/// again: a limit reached (429) or a board busy or away (503) passes soon,
+/// and kubectl, told by Retry-After, tries again as with the API server's
+/// max-in-flight refusals.
+pub fn retry_after_secs(code: u16) -> Option<u64> {
+    matches!(code, 429 | 503).then_some(1)
+}
 
 impl Status {
     fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Status {
@@ -24,7 +29,7 @@ impl Status {
             code,
             reason,
             message: message.into(),
-            details: None,
+            details: retry_after_secs(code).map(|s| json!({"retryAfterSeconds": s})),
         }
     }
     fn with_details(mut self, resource: &Resource, name: &str) -> Status {
@@ -103,20 +108,14 @@ impl Status {
     pub fn unprocessable(msg: impl Into<String>) -> Status {
         Status::new(422, "Invalid", msg)
     }
-    /// A limit was reached: try again shortly (kubectl does, told by
-    /// Retry-After, as with the API server's max-in-flight refusals).
     pub fn too_many_requests(msg: impl Into<String>) -> Status {
-        Status::new(429, "TooManyRequests", msg).retry_after()
+        Status::new(429, "TooManyRequests", msg)
     }
     pub fn internal(msg: impl Into<String>) -> Status {
         Status::new(500, "InternalError", msg)
     }
     pub fn unavailable(msg: impl Into<String>) -> Status {
-        Status::new(503, "ServiceUnavailable", msg).retry_after()
-    }
-    fn retry_after(mut self) -> Status {
-        self.details = Some(json!({"retryAfterSeconds": RETRY_AFTER_SECS}));
-        self
+        Status::new(503, "ServiceUnavailable", msg)
     }
 
     pub fn to_json(&self) -> Value {
