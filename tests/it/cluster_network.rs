@@ -9,10 +9,11 @@ use std::collections::BTreeSet;
 use std::process::Command;
 
 use crate::support::boards::{Agent, Net, nodes, ready, token};
-use crate::support::{Server, TempDir, curl, fixtures, missing, run_ok, wait_for};
+use crate::support::{Server, TempDir, curl, fixtures, hostname_server, missing, run_ok, wait_for};
 
 /// Three HTTP pods answering with their hostname, one per board.
 fn kubia(image: &str, replicas: u32) -> String {
+    let containers = hostname_server(image);
     format!(
         "apiVersion: apps/v1
 kind: Deployment
@@ -29,15 +30,7 @@ spec:
           requiredDuringSchedulingIgnoredDuringExecution:
           - labelSelector: {{matchLabels: {{app: kubia}}}}
             topologyKey: kubernetes.io/hostname
-      containers:
-      - name: httpd
-        image: {image}
-        imagePullPolicy: Never
-        command: [sh, -c, 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www']
-        readinessProbe:
-          tcpSocket: {{port: 8080}}
-          periodSeconds: 1
----
+{containers}---
 apiVersion: v1
 kind: Service
 metadata: {{name: kubia}}

@@ -9,9 +9,10 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use crate::support::{Server, curl, run_ok, server_with_busybox, wait_for};
+use crate::support::{Server, curl, hostname_server, run_ok, server_with_busybox, wait_for};
 
 fn web(image: &str, replicas: u32) -> String {
+    let containers = hostname_server(image);
     format!(
         "apiVersion: v1
 kind: ReplicationController
@@ -22,15 +23,7 @@ spec:
   template:
     metadata: {{labels: {{app: web}}}}
     spec:
-      containers:
-      - name: httpd
-        image: {image}
-        imagePullPolicy: Never
-        command: [sh, -c, 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www']
-        readinessProbe:
-          tcpSocket: {{port: 8080}}
-          periodSeconds: 1
-"
+{containers}"
     )
 }
 

@@ -69,6 +69,23 @@ pub fn server_with_busybox() -> Option<(Server, String)> {
     server_with_busybox_and(&[])
 }
 
+/// The `containers:` of a pod template (six spaces in) running the seed's
+/// kubia: busybox httpd answering with its hostname on 8080, Ready once it
+/// listens.
+pub fn hostname_server(image: &str) -> String {
+    format!(
+        "      containers:
+      - name: httpd
+        image: {image}
+        imagePullPolicy: Never
+        command: [sh, -c, 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www']
+        readinessProbe:
+          tcpSocket: {{port: 8080}}
+          periodSeconds: 1
+"
+    )
+}
+
 /// `server_with_busybox` with more server flags.
 pub fn server_with_busybox_and(extra: &[&str]) -> Option<(Server, String)> {
     if missing("kubectl") {
